@@ -1,0 +1,336 @@
+//! The signalling protocol between an Amphi client and the server.
+//!
+//! Every message is one JSON object in one WebSocket text frame, tagged by
+//! `"type"`. `docs/protocol.md` is the normative description; this crate is
+//! its Rust spelling, shared by the server and by Rust clients (tests, the
+//! load generator), so that the two can never disagree on a field name.
+//!
+//! Each participant has two peer connections, as in LiveKit: on the
+//! *publisher* connection the client offers and the server answers; on the
+//! *subscriber* connection the server offers and the client answers. Each
+//! side only ever makes offers on its own connection, so there is no glare.
+
+use serde::{Deserialize, Serialize};
+
+mod vocabulary;
+
+pub use vocabulary::{MediaKind, Role, Source};
+
+/// Largest signalling message the server accepts, in bytes. An SDP offer with
+/// a handful of m-lines is a few KiB; this leaves room for many tracks.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Path of the signalling WebSocket.
+pub const RTC_PATH: &str = "/rtc";
+
+/// Messages from the client to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on every connection. The token is never in the URL.
+    Join {
+        token: String,
+        /// The room the client means to enter (from its URL). When present it
+        /// must equal the token's `room`, so a link for one room cannot be
+        /// used with another room's token by mistake.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// Free-form client name and version, for the server's logs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// An offer on the publisher connection. `tracks` says what each sending
+    /// m-line carries; m-lines not listed are not forwarded.
+    PublishOffer { sdp: String, tracks: Vec<PublishTrack> },
+    /// The answer to the server's latest `subscribe_offer`.
+    SubscribeAnswer { sdp: String },
+    /// The client muted or unmuted one of its sources.
+    Mute { source: Source, muted: bool },
+    /// Keep-alive; the server answers `pong`.
+    Ping {},
+    /// The participant leaves; the server closes the connection.
+    Leave {},
+}
+
+/// One sending m-line of a publisher offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishTrack {
+    pub mid: String,
+    pub source: Source,
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// Messages from the server to the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The join succeeded.
+    Joined {
+        room: String,
+        /// This participant, as the others see it.
+        participant: ParticipantInfo,
+        /// Everyone else already in the room.
+        participants: Vec<ParticipantInfo>,
+        /// What this participant may do.
+        permissions: Permissions,
+        /// ICE servers for both peer connections (empty: host candidates only).
+        ice_servers: Vec<IceServer>,
+    },
+    /// Someone entered the room.
+    ParticipantJoined { participant: ParticipantInfo },
+    /// Someone's tracks or mute state changed; the whole record is repeated.
+    ParticipantUpdated { participant: ParticipantInfo },
+    /// Someone left the room.
+    ParticipantLeft {
+        participant: String,
+        reason: LeaveReason,
+    },
+    /// The answer to the client's `publish_offer`.
+    PublishAnswer { sdp: String },
+    /// A new offer on the subscriber connection. `tracks` maps every active
+    /// m-line of that connection to the participant and track it carries.
+    SubscribeOffer {
+        sdp: String,
+        tracks: Vec<SubscribedTrack>,
+    },
+    /// The answer to `ping`.
+    Pong {},
+    /// Something the client sent was refused. Codes `unauthorized` and
+    /// `forbidden` on `join` are followed by the server closing the socket.
+    Error { code: ErrorCode, message: String },
+    /// The server ends this participant's session and closes the socket.
+    Bye { reason: LeaveReason },
+}
+
+/// A participant as others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    /// Server-assigned id, unique within the server's lifetime.
+    pub id: String,
+    /// `sub` of the token.
+    pub identity: String,
+    /// Display name (`name` of the token, or the identity).
+    pub name: String,
+    pub role: Role,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// A published track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Server-assigned id, unique within the server's lifetime.
+    pub id: String,
+    pub kind: MediaKind,
+    pub source: Source,
+    pub muted: bool,
+}
+
+/// One m-line of the subscriber connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribedTrack {
+    pub mid: String,
+    pub participant: String,
+    pub track: String,
+    pub kind: MediaKind,
+    pub source: Source,
+}
+
+/// What the token allows, after the role's defaults and explicit grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub publish: bool,
+    pub subscribe: bool,
+    pub publish_sources: Vec<Source>,
+    pub chat: bool,
+    pub moderate: bool,
+}
+
+/// An ICE server as `RTCPeerConnection` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Why a participant left, or was made to leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// The participant sent `leave`.
+    Left,
+    /// The signalling connection closed without `leave`.
+    Disconnected,
+    /// Nothing was heard from the participant (signalling or media) in time.
+    Timeout,
+    /// The same identity joined the same room again; the older session ends.
+    Replaced,
+    /// The media connection failed (ICE or DTLS).
+    MediaFailed,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The token is missing, malformed, forged, expired or for another room.
+    Unauthorized,
+    /// The token is valid but does not grant what was asked.
+    Forbidden,
+    /// The message is not JSON, not a known type, or has bad fields.
+    BadRequest,
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// A message other than `join` arrived before `join`.
+    NotJoined,
+    /// `join` arrived twice on one connection.
+    AlreadyJoined,
+    /// The SDP could not be accepted (syntax, codecs, or state).
+    SdpRejected,
+    /// The room has as many participants as the server allows.
+    RoomFull,
+    /// The client sends faster than the server allows.
+    RateLimited,
+    /// The server could not do what was asked; the session may go on.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the connection after sending this error.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::RoomFull
+        )
+    }
+}
+
+/// Why a text frame could not be read as a [`ClientMessage`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {0} bytes is over the limit of {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    #[error("not a valid message: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLarge(_) => ErrorCode::TooLarge,
+            DecodeError::Invalid(_) => ErrorCode::BadRequest,
+        }
+    }
+}
+
+impl ClientMessage {
+    /// Parses one text frame, refusing oversized input before parsing it.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge(text.len()));
+        }
+        Ok(serde_json::from_str(text)?)
+    }
+
+    pub fn encode(&self) -> String {
+        // Serializing these plain enums cannot fail: no maps with non-string keys.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl ServerMessage {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_is_spelled_as_documented() {
+        let m = ClientMessage::decode(r#"{"type":"join","token":"abc"}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Join {
+                token: "abc".into(),
+                room: None,
+                client: None
+            }
+        );
+    }
+
+    #[test]
+    fn empty_bodied_messages_accept_bare_type() {
+        assert_eq!(
+            ClientMessage::decode(r#"{"type":"leave"}"#).unwrap(),
+            ClientMessage::Leave {}
+        );
+        assert_eq!(
+            ClientMessage::decode(r#"{"type":"ping"}"#).unwrap(),
+            ClientMessage::Ping {}
+        );
+    }
+
+    #[test]
+    fn unknown_type_and_garbage_are_bad_requests() {
+        for text in ["not json", r#"{"type":"dance"}"#, "[]", r#"{"token":"x"}"#] {
+            let err = ClientMessage::decode(text).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::BadRequest, "{text}");
+        }
+    }
+
+    #[test]
+    fn oversized_message_is_refused_before_parsing() {
+        let text = format!(
+            r#"{{"type":"join","token":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(
+            ClientMessage::decode(&text).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
+    }
+
+    #[test]
+    fn server_error_round_trips() {
+        let m = ServerMessage::error(ErrorCode::Unauthorized, "token expired");
+        let text = m.encode();
+        assert_eq!(
+            text,
+            r#"{"type":"error","code":"unauthorized","message":"token expired"}"#
+        );
+        assert_eq!(ServerMessage::decode(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn publish_offer_carries_sources() {
+        let m = ClientMessage::decode(
+            r#"{"type":"publish_offer","sdp":"v=0","tracks":[{"mid":"0","source":"microphone"},{"mid":"1","source":"camera","muted":true}]}"#,
+        )
+        .unwrap();
+        let ClientMessage::PublishOffer { tracks, .. } = m else {
+            panic!("wrong variant");
+        };
+        assert_eq!(tracks[1].source, Source::Camera);
+        assert!(tracks[1].muted);
+    }
+}

@@ -1,0 +1,32 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use amphi_protocol::IceServer;
+
+/// How an [`Sfu`][crate::Sfu] behaves. The server fills it from its own
+/// configuration file.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// UDP addresses advertised as host candidates, in order of preference.
+    /// Every datagram handed to the engine must name one of them as its
+    /// destination.
+    pub candidates: Vec<SocketAddr>,
+    /// ICE servers handed to clients in `joined`.
+    pub ice_servers: Vec<IceServer>,
+    /// Participants per room; the next join gets `room_full`.
+    pub max_participants_per_room: usize,
+    /// How long a peer connection may stay ICE-disconnected before its
+    /// participant is removed with `media_failed`.
+    pub media_timeout: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            candidates: Vec::new(),
+            ice_servers: Vec::new(),
+            max_participants_per_room: 200,
+            media_timeout: Duration::from_secs(15),
+        }
+    }
+}

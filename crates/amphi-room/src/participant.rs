@@ -1,0 +1,181 @@
+//! A participant: who they are, what they may do, and their two peer
+//! connections.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use amphi_protocol::{MediaKind, ParticipantInfo, Permissions, Role, Source};
+use str0m::Rtc;
+use str0m::change::SdpPendingOffer;
+use str0m::media::{Mid, Pt};
+use str0m::rtp::Ssrc;
+
+use crate::forwarder::Forwarder;
+use crate::ids::{ParticipantId, TrackId};
+use crate::keyframe::VideoCodec;
+use crate::track::PublishedTrack;
+
+#[derive(Debug)]
+pub(crate) struct Participant {
+    pub id: ParticipantId,
+    pub room: String,
+    pub identity: String,
+    pub name: String,
+    pub role: Role,
+    pub permissions: Permissions,
+    pub publisher: Publisher,
+    pub subscriber: Subscriber,
+}
+
+impl Participant {
+    pub fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id.to_string(),
+            identity: self.identity.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            tracks: self.publisher.tracks.iter().map(|t| t.info()).collect(),
+        }
+    }
+
+    pub fn connection(&mut self, which: Pc) -> &mut Connection {
+        match which {
+            Pc::Publisher => &mut self.publisher.conn,
+            Pc::Subscriber => &mut self.subscriber.conn,
+        }
+    }
+}
+
+/// Which of a participant's two peer connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Pc {
+    Publisher,
+    Subscriber,
+}
+
+/// One str0m peer connection and what the engine tracks about it.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub rtc: Rtc,
+    /// When str0m next wants `handle_input(Timeout)`.
+    pub next_timeout: Option<Instant>,
+    /// Since when ICE has been disconnected, if it is.
+    pub disconnected_since: Option<Instant>,
+}
+
+impl Connection {
+    pub fn new(rtc: Rtc) -> Self {
+        Connection {
+            rtc,
+            next_timeout: None,
+            disconnected_since: None,
+        }
+    }
+}
+
+/// The connection on which the client offers and sends its own media.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    pub conn: Connection,
+    pub tracks: Vec<PublishedTrack>,
+    /// Which m-line each incoming SSRC belongs to. Browsers stop sending the
+    /// MID header extension once the stream is established, so we remember.
+    pub ssrc_mids: HashMap<Ssrc, Mid>,
+}
+
+impl Publisher {
+    pub fn track_by_mid(&mut self, mid: Mid) -> Option<&mut PublishedTrack> {
+        self.tracks.iter_mut().find(|t| t.mid == mid)
+    }
+
+    pub fn track(&mut self, id: TrackId) -> Option<&mut PublishedTrack> {
+        self.tracks.iter_mut().find(|t| t.id == id)
+    }
+}
+
+/// The connection on which the server offers and sends everyone else's media.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub conn: Connection,
+    pub tracks: Vec<DownTrack>,
+    /// The offer we sent and whose answer we wait for.
+    pub pending: Option<SdpPendingOffer>,
+}
+
+impl Subscriber {
+    /// A track to start receiving. It is offered with the next negotiation.
+    pub fn add(&mut self, publisher: ParticipantId, track: TrackId, source: Source) {
+        if self.tracks.iter().any(|t| t.track == track) {
+            return;
+        }
+        // The codec is not known until packets arrive; the forwarder learns
+        // it from them. Video waits for a keyframe whatever the codec.
+        let forwarder = match source.kind() {
+            MediaKind::Video => Forwarder::new(Some(VideoCodec::Vp8), 90_000),
+            MediaKind::Audio => Forwarder::new(None, 48_000),
+        };
+        self.tracks.push(DownTrack {
+            publisher,
+            track,
+            source,
+            state: DownState::ToOpen,
+            remove_when_open: false,
+            forwarder,
+            pt_map: None,
+        });
+    }
+
+    /// A track to stop receiving: its m-line is stopped with the next
+    /// negotiation, or at once if it was never offered.
+    pub fn remove(&mut self, track: TrackId) {
+        self.tracks.retain_mut(|t| {
+            if t.track != track {
+                return true;
+            }
+            match t.state {
+                DownState::ToOpen => return false,
+                DownState::Negotiating(_) => t.remove_when_open = true,
+                DownState::Open(mid) => t.state = DownState::ToStop(mid),
+                DownState::ToStop(_) | DownState::Stopping(_) => {}
+            }
+            true
+        });
+    }
+
+    pub fn needs_negotiation(&self) -> bool {
+        self.pending.is_none()
+            && self
+                .tracks
+                .iter()
+                .any(|t| matches!(t.state, DownState::ToOpen | DownState::ToStop(_)))
+    }
+}
+
+/// One remote track as seen by one subscriber.
+#[derive(Debug)]
+pub(crate) struct DownTrack {
+    pub publisher: ParticipantId,
+    pub track: TrackId,
+    pub source: Source,
+    pub state: DownState,
+    /// The publisher went away while this m-line was being offered.
+    pub remove_when_open: bool,
+    pub forwarder: Forwarder,
+    /// The last incoming payload type and the outgoing one it maps to.
+    pub pt_map: Option<(Pt, Pt)>,
+}
+
+/// The life of a subscriber m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DownState {
+    /// To be added in the next offer.
+    ToOpen,
+    /// Offered; waiting for the answer.
+    Negotiating(Mid),
+    /// Answered: media flows.
+    Open(Mid),
+    /// To be stopped in the next offer.
+    ToStop(Mid),
+    /// Stop offered; waiting for the answer, then forgotten.
+    Stopping(Mid),
+}

@@ -1,0 +1,1021 @@
+//! The engine: every room, participant and peer connection of one media
+//! thread, driven by [`Sfu::handle_input`] and read out by
+//! [`Sfu::poll_output`], exactly as a str0m `Rtc` is.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use amphi_protocol::{
+    ClientMessage, ErrorCode, LeaveReason, ParticipantInfo, Permissions, PublishTrack, Role,
+    ServerMessage, Source, SubscribedTrack,
+};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Rtc, RtcConfig};
+use tracing::{debug, info, warn};
+
+use crate::config::SfuConfig;
+use crate::forwarder::{IncomingPacket, Verdict};
+use crate::ids::{ParticipantId, TrackId};
+use crate::keyframe::{KeyframeThrottle, starts_keyframe};
+use crate::participant::{Connection, DownState, Participant, Pc, Publisher, Subscriber};
+use crate::room::Room;
+use crate::stats::SfuStats;
+use crate::track::{CodecInfo, PublishedTrack};
+
+/// Something that happened, for the engine to act on.
+// Inputs are handed over by value and never stored, so the size of the
+// datagram variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A datagram arrived on the media socket.
+    Receive(Instant, Receive<'a>),
+    /// Time passed. Feed it when the last [`Output::Timeout`] falls due.
+    Timeout(Instant),
+    /// The signalling side has something for the engine.
+    Command(Instant, Command),
+}
+
+/// What the signalling side tells the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// A participant whose token was verified enters a room.
+    Join(JoinRequest),
+    /// A message from a joined participant (anything but `join`).
+    Message {
+        participant: ParticipantId,
+        message: ClientMessage,
+    },
+    /// The participant's signalling ended; forget them.
+    Leave {
+        participant: ParticipantId,
+        reason: LeaveReason,
+    },
+}
+
+/// Everything the engine needs to know about a newcomer. The token has been
+/// checked by then; the engine never sees it.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub participant: ParticipantId,
+    pub room: String,
+    pub identity: String,
+    pub name: String,
+    pub role: Role,
+    pub permissions: Permissions,
+}
+
+/// Something the engine wants done.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram.
+    Transmit(Transmit),
+    /// Send this message to the participant's signalling connection.
+    Signal {
+        participant: ParticipantId,
+        message: ServerMessage,
+    },
+    /// Close the participant's signalling connection; the engine has already
+    /// forgotten them.
+    Close { participant: ParticipantId },
+    /// Call [`Sfu::handle_input`] with [`Input::Timeout`] at this time.
+    Timeout(Instant),
+}
+
+/// All rooms of one media thread.
+pub struct Sfu {
+    config: SfuConfig,
+    participants: HashMap<ParticipantId, Participant>,
+    rooms: HashMap<String, Room>,
+    /// Which connection a remote address talks to, learnt from ICE.
+    routes: HashMap<SocketAddr, (ParticipantId, Pc)>,
+    outputs: VecDeque<Output>,
+    /// Connections written to since they were last polled.
+    dirty: Vec<(ParticipantId, Pc)>,
+    next_track: u64,
+    stats: SfuStats,
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Self {
+        Sfu {
+            config,
+            participants: HashMap::new(),
+            rooms: HashMap::new(),
+            routes: HashMap::new(),
+            outputs: VecDeque::new(),
+            dirty: Vec::new(),
+            next_track: 1,
+            stats: SfuStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &SfuStats {
+        &self.stats
+    }
+
+    /// Number of participants in `room` (0 if there is no such room).
+    pub fn room_size(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
+    /// Number of rooms with at least one participant.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn handle_input(&mut self, input: Input<'_>) {
+        match input {
+            Input::Receive(now, receive) => self.handle_receive(now, receive),
+            Input::Timeout(now) => self.handle_timeout(now),
+            Input::Command(now, Command::Join(req)) => self.handle_join(now, req),
+            Input::Command(now, Command::Message { participant, message }) => {
+                self.handle_message(now, participant, message)
+            }
+            Input::Command(_, Command::Leave { participant, reason }) => {
+                self.remove_participant(participant, reason, false)
+            }
+        }
+        self.flush_dirty();
+    }
+
+    /// The next thing to do. Ends with [`Output::Timeout`] when nothing is
+    /// left.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.outputs.pop_front() {
+            return o;
+        }
+        Output::Timeout(self.next_timeout())
+    }
+
+    // ----- signalling ---------------------------------------------------
+
+    fn handle_join(&mut self, now: Instant, req: JoinRequest) {
+        let pid = req.participant;
+        if self.participants.contains_key(&pid) {
+            self.signal(pid, error(ErrorCode::AlreadyJoined, "already joined"));
+            return;
+        }
+        // The same person in the same room again: a reloaded tab or a second
+        // device. The newest one wins, as in LiveKit.
+        let previous = self.rooms.get(&req.room).and_then(|room| {
+            room.members.iter().copied().find(|id| {
+                self.participants
+                    .get(id)
+                    .is_some_and(|p| p.identity == req.identity)
+            })
+        });
+        if let Some(old) = previous {
+            self.remove_participant(old, LeaveReason::Replaced, true);
+        }
+        if self.room_size(&req.room) >= self.config.max_participants_per_room {
+            self.signal(
+                pid,
+                error(ErrorCode::RoomFull, "the room has reached its participant limit"),
+            );
+            self.outputs.push_back(Output::Close { participant: pid });
+            return;
+        }
+
+        let participant = Participant {
+            id: pid,
+            room: req.room.clone(),
+            identity: req.identity,
+            name: req.name,
+            role: req.role,
+            permissions: req.permissions,
+            publisher: Publisher {
+                conn: Connection::new(self.new_rtc(now)),
+                tracks: Vec::new(),
+                ssrc_mids: HashMap::new(),
+            },
+            subscriber: Subscriber {
+                conn: Connection::new(self.new_rtc(now)),
+                tracks: Vec::new(),
+                pending: None,
+            },
+        };
+        let info = participant.info();
+        let permissions = participant.permissions.clone();
+        let subscribes = permissions.subscribe;
+        self.participants.insert(pid, participant);
+        let room = self.rooms.entry(req.room.clone()).or_default();
+        let others: Vec<ParticipantId> = room.members.clone();
+        room.members.push(pid);
+        info!(participant = %pid, room = %req.room, "participant joined");
+
+        let infos: Vec<ParticipantInfo> = others
+            .iter()
+            .filter_map(|id| self.participants.get(id).map(Participant::info))
+            .collect();
+        self.signal(
+            pid,
+            ServerMessage::Joined {
+                room: req.room,
+                participant: info.clone(),
+                participants: infos,
+                permissions,
+                ice_servers: self.config.ice_servers.clone(),
+            },
+        );
+        self.broadcast(
+            &others,
+            &ServerMessage::ParticipantJoined { participant: info },
+        );
+
+        if subscribes {
+            for other in &others {
+                let Some(o) = self.participants.get(other) else {
+                    continue;
+                };
+                let tracks: Vec<(TrackId, Source)> = o
+                    .publisher
+                    .tracks
+                    .iter()
+                    .map(|t| (t.id, t.source))
+                    .collect();
+                for (track, source) in tracks {
+                    self.subscribe(pid, *other, track, source);
+                }
+            }
+            self.negotiate(pid);
+        }
+    }
+
+    fn handle_message(&mut self, now: Instant, pid: ParticipantId, message: ClientMessage) {
+        if !self.participants.contains_key(&pid) {
+            self.signal(pid, error(ErrorCode::NotJoined, "join first"));
+            return;
+        }
+        match message {
+            ClientMessage::Join { .. } => {
+                self.signal(pid, error(ErrorCode::AlreadyJoined, "already joined"));
+            }
+            ClientMessage::PublishOffer { sdp, tracks } => {
+                self.handle_publish_offer(pid, &sdp, tracks)
+            }
+            ClientMessage::SubscribeAnswer { sdp } => self.handle_subscribe_answer(now, pid, &sdp),
+            ClientMessage::Mute { source, muted } => self.handle_mute(pid, source, muted),
+            ClientMessage::Ping {} => self.signal(pid, ServerMessage::Pong {}),
+            ClientMessage::Leave {} => {
+                self.remove_participant(pid, LeaveReason::Left, false);
+                self.outputs.push_back(Output::Close { participant: pid });
+            }
+        }
+    }
+
+    fn handle_publish_offer(
+        &mut self,
+        pid: ParticipantId,
+        sdp: &str,
+        tracks: Vec<PublishTrack>,
+    ) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if let Err((code, msg)) = check_publish_tracks(&p.permissions, &tracks) {
+            self.signal(pid, error(code, msg));
+            return;
+        }
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(o) => o,
+            Err(e) => {
+                self.signal(
+                    pid,
+                    error(ErrorCode::SdpRejected, format!("unreadable SDP offer: {e}")),
+                );
+                return;
+            }
+        };
+        let answer = match p.publisher.conn.rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                self.signal(
+                    pid,
+                    error(ErrorCode::SdpRejected, format!("offer not accepted: {e}")),
+                );
+                return;
+            }
+        };
+        self.dirty.push((pid, Pc::Publisher));
+        self.signal(
+            pid,
+            ServerMessage::PublishAnswer {
+                sdp: answer.to_sdp_string(),
+            },
+        );
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+
+        // Reconcile what is published with what the offer now says.
+        let mut problems = Vec::new();
+        let mut wanted: Vec<(Mid, Source, bool)> = Vec::new();
+        for t in &tracks {
+            let mid = Mid::from(t.mid.as_str());
+            let media = p.publisher.conn.rtc.media(mid);
+            match media {
+                None => problems.push(format!("no m-line with mid {:?}", t.mid)),
+                Some(m) if !kind_matches(m.kind(), t.source) => problems.push(format!(
+                    "m-line {:?} is {} but {} is not",
+                    t.mid,
+                    kind_name(m.kind()),
+                    t.source
+                )),
+                Some(m) if !m.direction().is_receiving() => {
+                    // The client stopped sending on this m-line: unpublished.
+                }
+                Some(_) => wanted.push((mid, t.source, t.muted)),
+            }
+        }
+        let mut removed = Vec::new();
+        p.publisher.tracks.retain(|t| {
+            let keep = wanted
+                .iter()
+                .any(|(mid, source, _)| *mid == t.mid && *source == t.source);
+            if !keep {
+                removed.push(t.id);
+            }
+            keep
+        });
+        let mut added = Vec::new();
+        for (mid, source, muted) in wanted {
+            if let Some(t) = p.publisher.track_by_mid(mid) {
+                t.muted = muted;
+                continue;
+            }
+            let id = TrackId(self.next_track);
+            self.next_track += 1;
+            p.publisher.tracks.push(PublishedTrack {
+                id,
+                mid,
+                source,
+                muted,
+                keyframes: KeyframeThrottle::default(),
+            });
+            added.push((id, source));
+        }
+        if !problems.is_empty() {
+            self.signal(pid, error(ErrorCode::BadRequest, problems.join("; ")));
+        }
+        let members = self.members_of(pid);
+        for &other in &members {
+            if other == pid {
+                continue;
+            }
+            for &track in &removed {
+                if let Some(o) = self.participants.get_mut(&other) {
+                    o.subscriber.remove(track);
+                }
+            }
+            let subscribes = self
+                .participants
+                .get(&other)
+                .is_some_and(|o| o.permissions.subscribe);
+            if subscribes {
+                for &(track, source) in &added {
+                    self.subscribe(other, pid, track, source);
+                }
+            }
+            self.negotiate(other);
+        }
+        debug!(participant = %pid, added = added.len(), removed = removed.len(), "publish offer applied");
+        self.announce(pid);
+    }
+
+    fn handle_subscribe_answer(&mut self, now: Instant, pid: ParticipantId, sdp: &str) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        let Some(pending) = p.subscriber.pending.take() else {
+            self.signal(
+                pid,
+                error(ErrorCode::SdpRejected, "no subscribe offer is waiting for an answer"),
+            );
+            return;
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                p.subscriber.pending = Some(pending);
+                self.signal(
+                    pid,
+                    error(ErrorCode::SdpRejected, format!("unreadable SDP answer: {e}")),
+                );
+                return;
+            }
+        };
+        let accepted = p
+            .subscriber
+            .conn
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer);
+        self.dirty.push((pid, Pc::Subscriber));
+        if let Err(e) = accepted {
+            // The negotiation is spent; offer what is missing again.
+            for t in &mut p.subscriber.tracks {
+                match t.state {
+                    DownState::Negotiating(_) => t.state = DownState::ToOpen,
+                    DownState::Stopping(m) => t.state = DownState::ToStop(m),
+                    _ => {}
+                }
+            }
+            self.signal(
+                pid,
+                error(ErrorCode::SdpRejected, format!("answer not accepted: {e}")),
+            );
+            self.negotiate(pid);
+            return;
+        }
+        let mut opened = Vec::new();
+        p.subscriber.tracks.retain_mut(|t| match t.state {
+            DownState::Negotiating(mid) => {
+                if t.remove_when_open {
+                    t.state = DownState::ToStop(mid);
+                } else {
+                    t.state = DownState::Open(mid);
+                    opened.push((t.publisher, t.track));
+                }
+                true
+            }
+            DownState::Stopping(_) => false,
+            _ => true,
+        });
+        for (publisher, track) in opened {
+            self.request_keyframe(now, publisher, track);
+        }
+        self.negotiate(pid);
+    }
+
+    fn handle_mute(&mut self, pid: ParticipantId, source: Source, muted: bool) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        let mut changed = false;
+        for t in p.publisher.tracks.iter_mut().filter(|t| t.source == source) {
+            changed |= t.muted != muted;
+            t.muted = muted;
+        }
+        if changed {
+            self.announce(pid);
+        }
+    }
+
+    /// Tells everyone in the participant's room (themselves included) their
+    /// current record.
+    fn announce(&mut self, pid: ParticipantId) {
+        let Some(info) = self.participants.get(&pid).map(Participant::info) else {
+            return;
+        };
+        let members = self.members_of(pid);
+        self.broadcast(
+            &members,
+            &ServerMessage::ParticipantUpdated { participant: info },
+        );
+    }
+
+    fn remove_participant(
+        &mut self,
+        pid: ParticipantId,
+        reason: LeaveReason,
+        tell_them: bool,
+    ) {
+        let Some(p) = self.participants.remove(&pid) else {
+            return;
+        };
+        info!(participant = %pid, room = %p.room, ?reason, "participant left");
+        self.routes.retain(|_, (id, _)| *id != pid);
+        self.dirty.retain(|(id, _)| *id != pid);
+        if tell_them {
+            self.signal(pid, ServerMessage::Bye { reason });
+            self.outputs.push_back(Output::Close { participant: pid });
+        }
+        let Some(room) = self.rooms.get_mut(&p.room) else {
+            return;
+        };
+        room.members.retain(|id| *id != pid);
+        let others = room.members.clone();
+        if others.is_empty() {
+            self.rooms.remove(&p.room);
+        }
+        self.broadcast(
+            &others,
+            &ServerMessage::ParticipantLeft {
+                participant: pid.to_string(),
+                reason,
+            },
+        );
+        for other in others {
+            if let Some(o) = self.participants.get_mut(&other) {
+                for t in &p.publisher.tracks {
+                    o.subscriber.remove(t.id);
+                }
+            }
+            self.negotiate(other);
+        }
+    }
+
+    /// Adds `track` of `publisher` to what `subscriber` receives.
+    fn subscribe(
+        &mut self,
+        subscriber: ParticipantId,
+        publisher: ParticipantId,
+        track: TrackId,
+        source: Source,
+    ) {
+        if let Some(s) = self.participants.get_mut(&subscriber) {
+            s.subscriber.add(publisher, track, source);
+        }
+    }
+
+    /// Sends a new subscribe offer if something changed and none is pending.
+    fn negotiate(&mut self, pid: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        let sub = &mut p.subscriber;
+        if !sub.needs_negotiation() {
+            return;
+        }
+        let mut change = sub.conn.rtc.sdp_api();
+        for t in &mut sub.tracks {
+            match t.state {
+                DownState::ToOpen => {
+                    let kind = match t.source.kind() {
+                        amphi_protocol::MediaKind::Audio => MediaKind::Audio,
+                        amphi_protocol::MediaKind::Video => MediaKind::Video,
+                    };
+                    let mid = change.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(t.publisher.to_string()),
+                        Some(t.track.to_string()),
+                        None,
+                    );
+                    t.state = DownState::Negotiating(mid);
+                }
+                DownState::ToStop(mid) => {
+                    change.stop_media(mid);
+                    t.state = DownState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let Some((offer, pending)) = change.apply() else {
+            return;
+        };
+        sub.pending = Some(pending);
+        let tracks = sub
+            .tracks
+            .iter()
+            .filter_map(|t| {
+                let mid = match t.state {
+                    DownState::Negotiating(m) | DownState::Open(m) => m,
+                    _ => return None,
+                };
+                Some(SubscribedTrack {
+                    mid: mid.to_string(),
+                    participant: t.publisher.to_string(),
+                    track: t.track.to_string(),
+                    kind: t.source.kind(),
+                    source: t.source,
+                })
+            })
+            .collect();
+        self.dirty.push((pid, Pc::Subscriber));
+        self.signal(
+            pid,
+            ServerMessage::SubscribeOffer {
+                sdp: offer.to_sdp_string(),
+                tracks,
+            },
+        );
+    }
+
+    // ----- media --------------------------------------------------------
+
+    fn handle_receive(&mut self, now: Instant, receive: Receive<'_>) {
+        let source = receive.source;
+        let input = str0m::Input::Receive(now, receive);
+        let known = self.routes.get(&source).copied().filter(|(pid, pc)| {
+            self.participants
+                .get_mut(pid)
+                .is_some_and(|p| p.connection(*pc).rtc.accepts(&input))
+        });
+        let target = known.or_else(|| {
+            // A new address: only a STUN request with a known ufrag, or a
+            // packet from a candidate ICE already validated, is accepted.
+            let found = self.participants.iter_mut().find_map(|(id, p)| {
+                for pc in [Pc::Publisher, Pc::Subscriber] {
+                    if p.connection(pc).rtc.accepts(&input) {
+                        return Some((*id, pc));
+                    }
+                }
+                None
+            });
+            if let Some(t) = found {
+                self.routes.insert(source, t);
+            }
+            found
+        });
+        let Some((pid, pc)) = target else {
+            self.stats.unroutable_datagrams += 1;
+            return;
+        };
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if let Err(e) = p.connection(pc).rtc.handle_input(input) {
+            // A bad packet only concerns the connection it was meant for.
+            self.stats.rejected_datagrams += 1;
+            debug!(participant = %pid, ?pc, "datagram rejected: {e}");
+        }
+        self.drain(now, pid, pc);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let mut keyframes = Vec::new();
+        let mut failed = Vec::new();
+        for (id, p) in &mut self.participants {
+            for pc in [Pc::Publisher, Pc::Subscriber] {
+                let conn = p.connection(pc);
+                if conn.next_timeout.is_none_or(|t| t <= now) {
+                    due.push((*id, pc));
+                }
+                if let Some(since) = conn.disconnected_since
+                    && now.saturating_duration_since(since) >= self.config.media_timeout
+                {
+                    failed.push(*id);
+                }
+            }
+            for t in &mut p.publisher.tracks {
+                if t.keyframes.handle_timeout(now) {
+                    keyframes.push((*id, t.mid));
+                }
+            }
+        }
+        for (pid, pc) in due {
+            if let Some(p) = self.participants.get_mut(&pid) {
+                // A timeout cannot fail in a way that concerns other inputs.
+                let _ = p.connection(pc).rtc.handle_input(str0m::Input::Timeout(now));
+                self.drain(now, pid, pc);
+            }
+        }
+        for (pid, mid) in keyframes {
+            self.send_keyframe_request(pid, mid);
+        }
+        failed.dedup();
+        for pid in failed {
+            self.remove_participant(pid, LeaveReason::MediaFailed, true);
+        }
+    }
+
+    /// Polls one connection until it has nothing more to say, acting on its
+    /// events.
+    fn drain(&mut self, now: Instant, pid: ParticipantId, pc: Pc) {
+        loop {
+            let Some(p) = self.participants.get_mut(&pid) else {
+                return;
+            };
+            let conn = p.connection(pc);
+            if !conn.rtc.is_alive() {
+                self.remove_participant(pid, LeaveReason::MediaFailed, true);
+                return;
+            }
+            let output = match conn.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(participant = %pid, ?pc, "peer connection failed: {e}");
+                    conn.rtc.disconnect();
+                    self.remove_participant(pid, LeaveReason::MediaFailed, true);
+                    return;
+                }
+            };
+            match output {
+                str0m::Output::Timeout(t) => {
+                    conn.next_timeout = Some(t);
+                    return;
+                }
+                str0m::Output::Transmit(t) => {
+                    self.stats.datagrams_out += 1;
+                    self.outputs.push_back(Output::Transmit(t));
+                }
+                str0m::Output::Event(e) => self.handle_event(now, pid, pc, e),
+            }
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, pid: ParticipantId, pc: Pc, event: Event) {
+        match event {
+            Event::RtpPacket(packet) if pc == Pc::Publisher => self.forward(now, pid, packet),
+            Event::KeyframeRequest(req) if pc == Pc::Subscriber => {
+                let track = self.participants.get(&pid).and_then(|p| {
+                    p.subscriber
+                        .tracks
+                        .iter()
+                        .find(|t| t.state == DownState::Open(req.mid))
+                        .map(|t| (t.publisher, t.track))
+                });
+                if let Some((publisher, track)) = track {
+                    self.request_keyframe(now, publisher, track);
+                }
+            }
+            Event::IceConnectionStateChange(state) => {
+                if let Some(p) = self.participants.get_mut(&pid) {
+                    let conn = p.connection(pc);
+                    if state == IceConnectionState::Disconnected {
+                        conn.disconnected_since.get_or_insert(now);
+                    } else {
+                        conn.disconnected_since = None;
+                    }
+                }
+                debug!(participant = %pid, ?pc, ?state, "ice state");
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends one publisher's packet to every subscriber of its track.
+    fn forward(&mut self, now: Instant, pid: ParticipantId, packet: RtpPacket) {
+        self.stats.rtp_packets_in += 1;
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        let ssrc = packet.header.ssrc;
+        let mid = match p.publisher.ssrc_mids.get(&ssrc) {
+            Some(mid) => *mid,
+            None => {
+                let Some(mid) = p
+                    .publisher
+                    .conn
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&ssrc)
+                    .map(|s| s.mid())
+                else {
+                    return;
+                };
+                p.publisher.ssrc_mids.insert(ssrc, mid);
+                mid
+            }
+        };
+        let Some(codec) = CodecInfo::find(
+            p.publisher.conn.rtc.codec_config().params(),
+            packet.header.payload_type,
+        ) else {
+            return;
+        };
+        let Some(track) = p.publisher.track_by_mid(mid) else {
+            return;
+        };
+        let track_id = track.id;
+        let keyframe_start = codec
+            .video
+            .is_some_and(|c| starts_keyframe(c, &packet.payload));
+        if keyframe_start {
+            track.keyframes.keyframe_received();
+        }
+        let incoming = IncomingPacket {
+            ssrc: *ssrc,
+            seq: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            arrival: packet.timestamp,
+            keyframe_start,
+        };
+        let ext = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+
+        let mut wants_keyframe = false;
+        let Some(room) = self.rooms.get(&p.room) else {
+            return;
+        };
+        for sid in &room.members {
+            if *sid == pid {
+                continue;
+            }
+            let Some(s) = self.participants.get_mut(sid) else {
+                continue;
+            };
+            let Some(down) = s.subscriber.tracks.iter_mut().find(|t| t.track == track_id) else {
+                continue;
+            };
+            let DownState::Open(out_mid) = down.state else {
+                continue;
+            };
+            down.forwarder.set_codec(codec.video, codec.clock_rate);
+            let (seq, timestamp) = match down.forwarder.forward(incoming) {
+                Verdict::Forward { seq, timestamp } => (seq, timestamp),
+                Verdict::WaitForKeyframe => {
+                    wants_keyframe = true;
+                    continue;
+                }
+                Verdict::Late => continue,
+            };
+            let in_pt = packet.header.payload_type;
+            let out_pt = match down.pt_map {
+                Some((i, o)) if i == in_pt => o,
+                _ => {
+                    let Some(o) = s
+                        .subscriber
+                        .conn
+                        .rtc
+                        .codec_config()
+                        .match_params(codec.params)
+                        .map(|p| p.pt())
+                    else {
+                        // The subscriber's browser cannot decode this codec.
+                        continue;
+                    };
+                    down.pt_map = Some((in_pt, o));
+                    o
+                }
+            };
+            let mut api = s.subscriber.conn.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            stream.write_rtp(
+                RtpWrite::new(out_pt, seq.into(), timestamp, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(ext.clone())
+                    .nackable(codec.video.is_some()),
+            );
+            self.stats.rtp_packets_out += 1;
+            if !self.dirty.contains(&(*sid, Pc::Subscriber)) {
+                self.dirty.push((*sid, Pc::Subscriber));
+            }
+        }
+        if wants_keyframe {
+            self.request_keyframe(now, pid, track_id);
+        }
+    }
+
+    /// Asks the publisher of `track` for a keyframe, throttled.
+    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, track: TrackId) {
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let Some(t) = p.publisher.track(track) else {
+            return;
+        };
+        if t.kind() != amphi_protocol::MediaKind::Video {
+            return;
+        }
+        if t.keyframes.request(now) {
+            let mid = t.mid;
+            self.send_keyframe_request(publisher, mid);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, publisher: ParticipantId, mid: Mid) {
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let mut api = p.publisher.conn.rtc.direct_api();
+        // Before the first packet there is no stream to ask; the first
+        // packets of a new stream are a keyframe anyway.
+        if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.stats.keyframe_requests += 1;
+            self.dirty.push((publisher, Pc::Publisher));
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        // Draining may forward (dirtying subscribers) or renegotiate.
+        let now = Instant::now();
+        while let Some((pid, pc)) = self.dirty.pop() {
+            self.drain(now, pid, pc);
+        }
+    }
+
+    // ----- helpers ------------------------------------------------------
+
+    fn new_rtc(&self, now: Instant) -> Rtc {
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .build(now);
+        for addr in &self.config.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(%addr, "unusable candidate address: {e}"),
+            }
+        }
+        rtc
+    }
+
+    fn members_of(&self, pid: ParticipantId) -> Vec<ParticipantId> {
+        self.participants
+            .get(&pid)
+            .and_then(|p| self.rooms.get(&p.room))
+            .map(|r| r.members.clone())
+            .unwrap_or_default()
+    }
+
+    fn signal(&mut self, participant: ParticipantId, message: ServerMessage) {
+        self.outputs.push_back(Output::Signal {
+            participant,
+            message,
+        });
+    }
+
+    fn broadcast(&mut self, to: &[ParticipantId], message: &ServerMessage) {
+        for id in to {
+            self.signal(*id, message.clone());
+        }
+    }
+
+    fn next_timeout(&self) -> Instant {
+        let mut next: Option<Instant> = None;
+        let mut earliest = |t: Instant| {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        };
+        for p in self.participants.values() {
+            for conn in [&p.publisher.conn, &p.subscriber.conn] {
+                if let Some(t) = conn.next_timeout {
+                    earliest(t);
+                }
+                if let Some(since) = conn.disconnected_since {
+                    earliest(since + self.config.media_timeout);
+                }
+            }
+            for t in &p.publisher.tracks {
+                if let Some(at) = t.keyframes.poll_timeout() {
+                    earliest(at);
+                }
+            }
+        }
+        // With nothing scheduled, look again in a while anyway.
+        next.unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(1))
+    }
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::error(code, message)
+}
+
+fn kind_matches(kind: MediaKind, source: Source) -> bool {
+    match source.kind() {
+        amphi_protocol::MediaKind::Audio => kind == MediaKind::Audio,
+        amphi_protocol::MediaKind::Video => kind == MediaKind::Video,
+    }
+}
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
+}
+
+/// Refuses an offer that publishes what the token does not allow, before
+/// anything of it is applied.
+fn check_publish_tracks(
+    permissions: &Permissions,
+    tracks: &[PublishTrack],
+) -> Result<(), (ErrorCode, String)> {
+    for t in tracks {
+        if !permissions.publish || !permissions.publish_sources.contains(&t.source) {
+            return Err((
+                ErrorCode::Forbidden,
+                format!("your token does not allow publishing {}", t.source),
+            ));
+        }
+    }
+    for (i, t) in tracks.iter().enumerate() {
+        if tracks[..i].iter().any(|o| o.mid == t.mid) {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("mid {:?} is listed twice", t.mid),
+            ));
+        }
+        if tracks[..i].iter().any(|o| o.source == t.source) {
+            return Err((
+                ErrorCode::BadRequest,
+                format!("source {} is listed twice", t.source),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -236,6 +236,14 @@ mod tests {
     }
 
     #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../../deploy/amphi.example.toml");
+        let c = Config::parse(text, Path::new("amphi.example.toml")).unwrap();
+        assert_eq!(c.media.udp_port, DEFAULT_UDP_PORT);
+        assert_eq!(c.rooms.max_participants, 200);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[media]\nudp_prot = 5\n", Path::new("t.toml")).unwrap_err();
         assert!(err.to_string().contains("udp_prot"), "{err}");

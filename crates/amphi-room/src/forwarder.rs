@@ -258,13 +258,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = Forwarder::new(None, 48_000);
         let (a, _) = sent(f.forward(packet(1, 100, 0, t0, false)));
-        let (b, _) = sent(f.forward(packet(
-            1,
-            40_000,
-            5,
-            t0 + Duration::from_millis(20),
-            false,
-        )));
+        let (b, _) = sent(f.forward(packet(1, 40_000, 5, t0 + Duration::from_millis(20), false)));
         assert_eq!(b, a + 1);
     }
 

@@ -158,7 +158,9 @@ mod tests {
     #[test]
     fn vp8_keyframe_with_extended_descriptor() {
         // X=1 S=1 PID=0; I=1 L=1 T=1; 15-bit picture id; TL0PICIDX; TID; tag P=0.
-        let key = [0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
+        let key = [
+            0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a,
+        ];
         // Frame tag at index 6.
         assert!(starts_keyframe(VideoCodec::Vp8, &key));
         let mut inter = key;

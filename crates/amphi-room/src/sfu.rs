@@ -98,10 +98,12 @@ pub struct Sfu {
     dirty: Vec<(ParticipantId, Pc)>,
     next_track: u64,
     stats: SfuStats,
+    /// The time of the latest input: the engine reads no clock of its own.
+    now: Instant,
 }
 
 impl Sfu {
-    pub fn new(config: SfuConfig) -> Self {
+    pub fn new(config: SfuConfig, now: Instant) -> Self {
         Sfu {
             config,
             participants: HashMap::new(),
@@ -111,6 +113,7 @@ impl Sfu {
             dirty: Vec::new(),
             next_track: 1,
             stats: SfuStats::default(),
+            now,
         }
     }
 
@@ -133,16 +136,28 @@ impl Sfu {
     }
 
     pub fn handle_input(&mut self, input: Input<'_>) {
+        let now = match &input {
+            Input::Receive(t, _) | Input::Timeout(t) | Input::Command(t, _) => *t,
+        };
+        self.now = self.now.max(now);
         match input {
             Input::Receive(now, receive) => self.handle_receive(now, receive),
             Input::Timeout(now) => self.handle_timeout(now),
             Input::Command(now, Command::Join(req)) => self.handle_join(now, req),
-            Input::Command(now, Command::Message { participant, message }) => {
-                self.handle_message(now, participant, message)
-            }
-            Input::Command(_, Command::Leave { participant, reason }) => {
-                self.remove_participant(participant, reason, false)
-            }
+            Input::Command(
+                now,
+                Command::Message {
+                    participant,
+                    message,
+                },
+            ) => self.handle_message(now, participant, message),
+            Input::Command(
+                _,
+                Command::Leave {
+                    participant,
+                    reason,
+                },
+            ) => self.remove_participant(participant, reason, false),
         }
         self.flush_dirty();
     }
@@ -179,7 +194,10 @@ impl Sfu {
         if self.room_size(&req.room) >= self.config.max_participants_per_room {
             self.signal(
                 pid,
-                error(ErrorCode::RoomFull, "the room has reached its participant limit"),
+                error(
+                    ErrorCode::RoomFull,
+                    "the room has reached its participant limit",
+                ),
             );
             self.outputs.push_back(Output::Close { participant: pid });
             return;
@@ -272,12 +290,7 @@ impl Sfu {
         }
     }
 
-    fn handle_publish_offer(
-        &mut self,
-        pid: ParticipantId,
-        sdp: &str,
-        tracks: Vec<PublishTrack>,
-    ) {
+    fn handle_publish_offer(&mut self, pid: ParticipantId, sdp: &str, tracks: Vec<PublishTrack>) {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
@@ -398,7 +411,10 @@ impl Sfu {
         let Some(pending) = p.subscriber.pending.take() else {
             self.signal(
                 pid,
-                error(ErrorCode::SdpRejected, "no subscribe offer is waiting for an answer"),
+                error(
+                    ErrorCode::SdpRejected,
+                    "no subscribe offer is waiting for an answer",
+                ),
             );
             return;
         };
@@ -408,7 +424,10 @@ impl Sfu {
                 p.subscriber.pending = Some(pending);
                 self.signal(
                     pid,
-                    error(ErrorCode::SdpRejected, format!("unreadable SDP answer: {e}")),
+                    error(
+                        ErrorCode::SdpRejected,
+                        format!("unreadable SDP answer: {e}"),
+                    ),
                 );
                 return;
             }
@@ -483,12 +502,7 @@ impl Sfu {
         );
     }
 
-    fn remove_participant(
-        &mut self,
-        pid: ParticipantId,
-        reason: LeaveReason,
-        tell_them: bool,
-    ) {
+    fn remove_participant(&mut self, pid: ParticipantId, reason: LeaveReason, tell_them: bool) {
         let Some(p) = self.participants.remove(&pid) else {
             return;
         };
@@ -667,7 +681,10 @@ impl Sfu {
         for (pid, pc) in due {
             if let Some(p) = self.participants.get_mut(&pid) {
                 // A timeout cannot fail in a way that concerns other inputs.
-                let _ = p.connection(pc).rtc.handle_input(str0m::Input::Timeout(now));
+                let _ = p
+                    .connection(pc)
+                    .rtc
+                    .handle_input(str0m::Input::Timeout(now));
                 self.drain(now, pid, pc);
             }
         }
@@ -849,10 +866,16 @@ impl Sfu {
                 continue;
             };
             stream.write_rtp(
-                RtpWrite::new(out_pt, seq.into(), timestamp, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(ext.clone())
-                    .nackable(codec.video.is_some()),
+                RtpWrite::new(
+                    out_pt,
+                    seq.into(),
+                    timestamp,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(codec.video.is_some()),
             );
             self.stats.rtp_packets_out += 1;
             if !self.dirty.contains(&(*sid, Pc::Subscriber)) {
@@ -897,7 +920,7 @@ impl Sfu {
 
     fn flush_dirty(&mut self) {
         // Draining may forward (dirtying subscribers) or renegotiate.
-        let now = Instant::now();
+        let now = self.now;
         while let Some((pid, pc)) = self.dirty.pop() {
             self.drain(now, pid, pc);
         }
@@ -967,7 +990,7 @@ impl Sfu {
             }
         }
         // With nothing scheduled, look again in a while anyway.
-        next.unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(1))
+        next.unwrap_or(self.now + std::time::Duration::from_secs(1))
     }
 }
 

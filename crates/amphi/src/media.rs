@@ -81,7 +81,7 @@ pub fn start(
         .name("amphi-media".into())
         .spawn(move || {
             let mut media = MediaLoop {
-                sfu: Sfu::new(config),
+                sfu: Sfu::new(config, Instant::now()),
                 socket,
                 poll,
                 rx,

@@ -131,6 +131,10 @@ pub enum ConfigError {
     )]
     NoKeys,
     #[error(
+        "auth.keys uses the published development secret: anyone could mint tokens for this server; generate a secret of your own (openssl rand -base64 48)"
+    )]
+    DevSecret,
+    #[error(
         "media.public_ips is empty and media.bind_ip is {0}: set media.public_ips to the address clients reach this server at"
     )]
     NoPublicIp(IpAddr),
@@ -177,6 +181,9 @@ impl Config {
         }
         if keys.is_empty() {
             return Err(ConfigError::NoKeys);
+        }
+        if keys.contains_dev_secret() {
+            return Err(ConfigError::DevSecret);
         }
         Ok(keys)
     }
@@ -229,9 +236,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.key_set().unwrap().len(), 1);
-        let addrs = c
-            .candidate_addrs("0.0.0.0:7881".parse().unwrap())
-            .unwrap();
+        let addrs = c.candidate_addrs("0.0.0.0:7881".parse().unwrap()).unwrap();
         assert_eq!(addrs, vec!["192.0.2.7:7881".parse().unwrap()]);
     }
 
@@ -253,6 +258,16 @@ mod tests {
     fn no_keys_is_refused() {
         let c = Config::parse("", Path::new("t.toml")).unwrap();
         assert!(matches!(c.key_set(), Err(ConfigError::NoKeys)));
+    }
+
+    #[test]
+    fn development_secret_is_refused_in_a_config_file() {
+        let text = format!(
+            "[[auth.keys]]\nid = \"portal\"\nsecret = \"{}\"\n",
+            amphi_auth::DEV_SECRET
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+        assert!(matches!(c.key_set(), Err(ConfigError::DevSecret)));
     }
 
     #[test]

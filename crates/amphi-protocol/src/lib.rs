@@ -41,7 +41,10 @@ pub enum ClientMessage {
     },
     /// An offer on the publisher connection. `tracks` says what each sending
     /// m-line carries; m-lines not listed are not forwarded.
-    PublishOffer { sdp: String, tracks: Vec<PublishTrack> },
+    PublishOffer {
+        sdp: String,
+        tracks: Vec<PublishTrack>,
+    },
     /// The answer to the server's latest `subscribe_offer`.
     SubscribeAnswer { sdp: String },
     /// The client muted or unmuted one of its sources.
@@ -99,7 +102,14 @@ pub enum ServerMessage {
     Pong {},
     /// Something the client sent was refused. Codes `unauthorized` and
     /// `forbidden` on `join` are followed by the server closing the socket.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// The `type` of the client message this answers, when the error
+        /// is about one (`publish_offer`, `subscribe_answer`, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+    },
     /// The server ends this participant's session and closes the socket.
     Bye { reason: LeaveReason },
 }
@@ -257,6 +267,16 @@ impl ServerMessage {
         ServerMessage::Error {
             code,
             message: message.into(),
+            request: None,
+        }
+    }
+
+    /// An error answering the client message whose `type` is `request`.
+    pub fn error_for(request: &str, code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            request: Some(request.to_owned()),
         }
     }
 }

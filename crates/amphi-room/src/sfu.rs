@@ -26,6 +26,9 @@ use crate::room::Room;
 use crate::stats::SfuStats;
 use crate::track::{CodecInfo, PublishedTrack};
 
+/// Label of the data channel that opens every subscriber connection.
+const BUNDLE_ANCHOR: &str = "amphi";
+
 /// Something that happened, for the engine to act on.
 // Inputs are handed over by value and never stored, so the size of the
 // datagram variant costs nothing worth a box.
@@ -219,6 +222,7 @@ impl Sfu {
                 conn: Connection::new(self.new_rtc(now)),
                 tracks: Vec::new(),
                 pending: None,
+                anchored: false,
             },
         };
         let info = participant.info();
@@ -295,7 +299,7 @@ impl Sfu {
             return;
         };
         if let Err((code, msg)) = check_publish_tracks(&p.permissions, &tracks) {
-            self.signal(pid, error(code, msg));
+            self.signal(pid, error_for(PUBLISH_OFFER, code, msg));
             return;
         }
         let offer = match SdpOffer::from_sdp_string(sdp) {
@@ -303,7 +307,11 @@ impl Sfu {
             Err(e) => {
                 self.signal(
                     pid,
-                    error(ErrorCode::SdpRejected, format!("unreadable SDP offer: {e}")),
+                    error_for(
+                        PUBLISH_OFFER,
+                        ErrorCode::SdpRejected,
+                        format!("unreadable SDP offer: {e}"),
+                    ),
                 );
                 return;
             }
@@ -313,7 +321,11 @@ impl Sfu {
             Err(e) => {
                 self.signal(
                     pid,
-                    error(ErrorCode::SdpRejected, format!("offer not accepted: {e}")),
+                    error_for(
+                        PUBLISH_OFFER,
+                        ErrorCode::SdpRejected,
+                        format!("offer not accepted: {e}"),
+                    ),
                 );
                 return;
             }
@@ -377,7 +389,10 @@ impl Sfu {
             added.push((id, source));
         }
         if !problems.is_empty() {
-            self.signal(pid, error(ErrorCode::BadRequest, problems.join("; ")));
+            self.signal(
+                pid,
+                error_for(PUBLISH_OFFER, ErrorCode::BadRequest, problems.join("; ")),
+            );
         }
         let members = self.members_of(pid);
         for &other in &members {
@@ -450,7 +465,11 @@ impl Sfu {
             }
             self.signal(
                 pid,
-                error(ErrorCode::SdpRejected, format!("answer not accepted: {e}")),
+                error_for(
+                    SUBSCRIBE_ANSWER,
+                    ErrorCode::SdpRejected,
+                    format!("answer not accepted: {e}"),
+                ),
             );
             self.negotiate(pid);
             return;
@@ -561,6 +580,10 @@ impl Sfu {
             return;
         }
         let mut change = sub.conn.rtc.sdp_api();
+        if !sub.anchored {
+            change.add_channel(BUNDLE_ANCHOR.into());
+            sub.anchored = true;
+        }
         for t in &mut sub.tracks {
             match t.state {
                 DownState::ToOpen => {
@@ -994,8 +1017,15 @@ impl Sfu {
     }
 }
 
+const PUBLISH_OFFER: &str = "publish_offer";
+const SUBSCRIBE_ANSWER: &str = "subscribe_answer";
+
 fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
     ServerMessage::error(code, message)
+}
+
+fn error_for(request: &str, code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::error_for(request, code, message)
 }
 
 fn kind_matches(kind: MediaKind, source: Source) -> bool {

@@ -6,7 +6,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use amphi_client::protocol::{ClientMessage, LeaveReason, Permissions, Role, Source};
+use amphi_client::protocol::{
+    ClientMessage, LeaveReason, Permissions, Role, ServerMessage, Source,
+};
 use amphi_client::{ClientOptions, Connection, MediaKind, Output as ClientOutput, Participant};
 use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig};
 use str0m::net::{Protocol, Receive, Transmit};
@@ -28,6 +30,8 @@ struct World {
     now: Instant,
     server: SocketAddr,
     room: String,
+    /// Every subscribe offer the engine sent, in order.
+    offers: Vec<String>,
 }
 
 fn teacher() -> Permissions {
@@ -57,6 +61,7 @@ impl World {
             now,
             server,
             room: "lecture".into(),
+            offers: Vec::new(),
         }
     }
 
@@ -176,6 +181,9 @@ impl World {
                     participant,
                     message,
                 } => {
+                    if let ServerMessage::SubscribeOffer { sdp, .. } = &message {
+                        self.offers.push(sdp.clone());
+                    }
                     if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
                         c.p.handle_signal(message);
                     }
@@ -269,6 +277,7 @@ fn late_joiner_gets_a_keyframe_promptly_and_leavers_disappear() {
     }
 
     let gone = w.id(0);
+    let offers_before = w.offers.len();
     w.leave_signalling(0, LeaveReason::Disconnected);
     w.run(Duration::from_millis(500));
     let before: HashMap<usize, u64> = (1..3)
@@ -290,6 +299,13 @@ fn late_joiner_gets_a_keyframe_promptly_and_leavers_disappear() {
         assert_eq!(s.from(&gone, MediaKind::Audio).packets, before[&i]);
     }
     assert_eq!(w.sfu.room_size("lecture"), 2);
+    // Browsers bind the bundled transport to the first m-line: the offers
+    // that stop the leaver's m-lines must keep that first m-line alive.
+    assert!(w.offers.len() > offers_before);
+    for sdp in &w.offers {
+        let first = sdp.lines().find(|l| l.starts_with("m=")).unwrap_or("");
+        assert!(first.starts_with("m=application "), "first m-line: {first}");
+    }
 }
 
 #[test]

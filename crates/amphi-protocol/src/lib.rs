@@ -213,11 +213,9 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Whether the server closes the connection after sending this error.
+    /// (`forbidden` also closes it when it answers `join`, and only then.)
     pub fn is_fatal(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::RoomFull
-        )
+        matches!(self, ErrorCode::Unauthorized | ErrorCode::RoomFull)
     }
 }
 

@@ -26,5 +26,5 @@ mod track;
 
 pub use config::SfuConfig;
 pub use ids::{ParticipantId, TrackId};
-pub use sfu::{Command, Input, JoinRequest, Output, Sfu};
+pub use sfu::{Command, Input, JoinRequest, Output, Sfu, SfuEvent};
 pub use stats::SfuStats;

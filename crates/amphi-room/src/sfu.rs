@@ -85,8 +85,35 @@ pub enum Output {
     /// Close the participant's signalling connection; the engine has already
     /// forgotten them.
     Close { participant: ParticipantId },
+    /// Something happened that the outside world may want to know about
+    /// (webhooks, metrics, audit logs).
+    Event(SfuEvent),
     /// Call [`Sfu::handle_input`] with [`Input::Timeout`] at this time.
     Timeout(Instant),
+}
+
+/// Room and participant lifecycle, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuEvent {
+    RoomStarted {
+        room: String,
+    },
+    RoomEnded {
+        room: String,
+    },
+    ParticipantJoined {
+        room: String,
+        participant: ParticipantId,
+        identity: String,
+        name: String,
+        role: Role,
+    },
+    ParticipantLeft {
+        room: String,
+        participant: ParticipantId,
+        identity: String,
+        reason: LeaveReason,
+    },
 }
 
 /// All rooms of one media thread.
@@ -229,10 +256,22 @@ impl Sfu {
         let permissions = participant.permissions.clone();
         let subscribes = permissions.subscribe;
         self.participants.insert(pid, participant);
+        if !self.rooms.contains_key(&req.room) {
+            self.event(SfuEvent::RoomStarted {
+                room: req.room.clone(),
+            });
+        }
         let room = self.rooms.entry(req.room.clone()).or_default();
         let others: Vec<ParticipantId> = room.members.clone();
         room.members.push(pid);
         info!(participant = %pid, room = %req.room, "participant joined");
+        self.event(SfuEvent::ParticipantJoined {
+            room: req.room.clone(),
+            participant: pid,
+            identity: info.identity.clone(),
+            name: info.name.clone(),
+            role: info.role,
+        });
 
         let infos: Vec<ParticipantInfo> = others
             .iter()
@@ -532,6 +571,12 @@ impl Sfu {
             self.signal(pid, ServerMessage::Bye { reason });
             self.outputs.push_back(Output::Close { participant: pid });
         }
+        self.event(SfuEvent::ParticipantLeft {
+            room: p.room.clone(),
+            participant: pid,
+            identity: p.identity.clone(),
+            reason,
+        });
         let Some(room) = self.rooms.get_mut(&p.room) else {
             return;
         };
@@ -539,6 +584,9 @@ impl Sfu {
         let others = room.members.clone();
         if others.is_empty() {
             self.rooms.remove(&p.room);
+            self.event(SfuEvent::RoomEnded {
+                room: p.room.clone(),
+            });
         }
         self.broadcast(
             &others,
@@ -984,6 +1032,10 @@ impl Sfu {
             participant,
             message,
         });
+    }
+
+    fn event(&mut self, event: SfuEvent) {
+        self.outputs.push_back(Output::Event(event));
     }
 
     fn broadcast(&mut self, to: &[ParticipantId], message: &ServerMessage) {

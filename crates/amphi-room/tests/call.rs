@@ -10,7 +10,7 @@ use amphi_client::protocol::{
     ClientMessage, LeaveReason, Permissions, Role, ServerMessage, Source,
 };
 use amphi_client::{ClientOptions, Connection, MediaKind, Output as ClientOutput, Participant};
-use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig};
+use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig, SfuEvent};
 use str0m::net::{Protocol, Receive, Transmit};
 
 const SERVER: &str = "127.0.0.1:5000";
@@ -32,6 +32,7 @@ struct World {
     room: String,
     /// Every subscribe offer the engine sent, in order.
     offers: Vec<String>,
+    events: Vec<SfuEvent>,
 }
 
 fn teacher() -> Permissions {
@@ -62,6 +63,7 @@ impl World {
             server,
             room: "lecture".into(),
             offers: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -177,6 +179,7 @@ impl World {
             match self.sfu.poll_output() {
                 Output::Timeout(_) => return,
                 Output::Transmit(t) => wire.push_back(t),
+                Output::Event(e) => self.events.push(e),
                 Output::Signal {
                     participant,
                     message,

@@ -211,6 +211,8 @@ impl MediaLoop {
                         warn!(%participant, "close for an unknown session");
                     }
                 }
+                // Not wired to anything yet: webhooks and metrics will.
+                Output::Event(event) => debug!(?event, "room event"),
                 Output::Timeout(t) => return t,
             }
         }

@@ -24,7 +24,11 @@ use crate::config::{Config, DEV_LISTEN};
 use crate::state::AppState;
 
 #[derive(Parser)]
-#[command(name = "amphi", version, about = "Self-hosted video conferencing for teaching")]
+#[command(
+    name = "amphi",
+    version,
+    about = "Self-hosted video conferencing for teaching"
+)]
 struct Cli {
     #[command(subcommand)]
     command: CliCommand,

@@ -34,7 +34,10 @@ pub async fn session(mut socket: WebSocket, state: AppState) {
         let _ = socket.send(Message::Close(None)).await;
         return;
     };
-    let Joined { participant, mut from_media } = joined;
+    let Joined {
+        participant,
+        mut from_media,
+    } = joined;
     let reason = relay(&mut socket, &state, participant, &mut from_media).await;
     state.media.send(
         Command::Leave {
@@ -90,7 +93,12 @@ async fn wait_for_join(socket: &mut WebSocket, state: &AppState) -> Option<Joine
                 continue;
             }
         };
-        let ClientMessage::Join { token, room, client } = message else {
+        let ClientMessage::Join {
+            token,
+            room,
+            client,
+        } = message
+        else {
             send(
                 socket,
                 &ServerMessage::error(ErrorCode::NotJoined, "the first message must be join"),

@@ -30,9 +30,7 @@ pub fn router(state: AppState) -> Router {
     if state.dev {
         router = router.route("/api/dev/token", post(dev_token));
     }
-    router
-        .fallback(get(static_file))
-        .with_state(state)
+    router.fallback(get(static_file)).with_state(state)
 }
 
 async fn rtc(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
@@ -132,7 +130,10 @@ async fn static_file(uri: Uri) -> Response {
     };
     let mut response = (*body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(lookup)));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(lookup)),
+    );
     // Hashed asset names never change content; the page itself must be fresh.
     let cache = if lookup.starts_with("/assets/") {
         "public, max-age=31536000, immutable"
@@ -154,7 +155,10 @@ fn secure_headers(headers: &mut axum::http::HeaderMap) {
              object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
         ),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -431,6 +431,8 @@ pub struct RawSignalling {
 }
 
 /// What [`RawSignalling::recv`] got.
+// Test plumbing, returned by value once per frame: a box would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Received {
     Message(ServerMessage),

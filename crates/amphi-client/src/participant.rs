@@ -614,7 +614,7 @@ impl Participant {
                 participant,
                 participants,
                 permissions,
-                ice_servers: _,
+                ..
             } => {
                 if self.phase != Phase::Joining {
                     self.stats.bad_server_messages += 1;
@@ -693,10 +693,18 @@ impl Participant {
                     self.close(CloseReason::Refused { code, message });
                 }
             }
-            ServerMessage::Bye { reason } => {
+            ServerMessage::Bye { reason, .. } => {
                 self.stats.bye = Some(reason);
                 self.close(CloseReason::Bye(reason));
             }
+            // Classroom messages: kept for tests that look at them.
+            other @ (ServerMessage::RoomUpdated { .. }
+            | ServerMessage::Chat { .. }
+            | ServerMessage::Waiting {}
+            | ServerMessage::Lobby { .. }
+            | ServerMessage::MuteRequested { .. }
+            | ServerMessage::UnmuteRequested { .. }
+            | ServerMessage::PermissionsUpdated { .. }) => self.stats.classroom.push(other),
         }
     }
 

@@ -59,6 +59,8 @@ pub struct ClientStats {
     pub rtc_errors: u64,
     /// Signalling messages from the server that did not parse.
     pub bad_server_messages: u64,
+    /// Classroom messages (chat, room state, moderation), in order.
+    pub classroom: Vec<amphi_protocol::ServerMessage>,
 }
 
 impl ClientStats {

@@ -54,6 +54,9 @@ fn info(id: &str) -> ParticipantInfo {
         name: id.into(),
         role: Role::Teacher,
         tracks: vec![],
+        hand_raised: false,
+        group: None,
+        floor: false,
     }
 }
 
@@ -91,6 +94,7 @@ impl FakeServer {
                         chat: true,
                         moderate: false,
                     },
+                    room_state: Default::default(),
                     ice_servers: vec![],
                 });
             }

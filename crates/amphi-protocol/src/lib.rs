@@ -53,6 +53,90 @@ pub enum ClientMessage {
     Ping {},
     /// The participant leaves; the server closes the connection.
     Leave {},
+
+    // ----- participation (everyone, as the grants allow) -----
+    /// A chat message to the room (the sender's group during breakouts), or
+    /// privately to one participant (`to`: students may only write
+    /// privately to moderators). Relayed, never stored.
+    Chat {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+    RaiseHand {},
+    /// Lowers one's own hand, or (moderators) someone else's.
+    LowerHand {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant: Option<String>,
+    },
+
+    // ----- moderation (the `moderate` grant) -----
+    /// Stops forwarding one source of a participant and asks them to mute it.
+    MuteParticipant { participant: String, source: Source },
+    /// Mutes every microphone but the moderators'.
+    MuteAll {},
+    /// Asks a participant to unmute; only they can switch it on.
+    RequestUnmute { participant: String, source: Source },
+    /// In ask-to-speak mode, lets a student's microphone through.
+    GiveFloor { participant: String },
+    TakeFloor { participant: String },
+    /// Changes a participant's role for the rest of their session.
+    Promote {
+        participant: String,
+        to: Promotion,
+    },
+    /// Changes room settings; absent fields stay as they are.
+    UpdateRoom {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting_room: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask_to_speak: Option<bool>,
+    },
+    /// Lets someone in from the waiting room.
+    Admit { participant: String },
+    /// Turns someone away from the waiting room.
+    Deny { participant: String },
+    /// Removes a participant; their identity cannot come back to this room.
+    Remove {
+        participant: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Ends the meeting for everyone.
+    EndRoom {},
+    /// Splits the room into `groups` breakout groups. `assignments` maps
+    /// participant ids to a group index (0-based); without it, everyone who
+    /// does not moderate is spread at random. Moderators stay in the main
+    /// room unless assigned.
+    BreakoutStart {
+        groups: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignments: Option<std::collections::BTreeMap<String, u32>>,
+    },
+    /// Moves a participant (a moderator may move themselves, to visit) to a
+    /// group, or back to the main room with `group: null`.
+    BreakoutMove {
+        participant: String,
+        group: Option<String>,
+    },
+    /// A message to every group at once.
+    BreakoutBroadcast { text: String },
+    /// Brings everyone back to the main room.
+    BreakoutEnd {},
+}
+
+/// What a moderator can make of a participant for the rest of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promotion {
+    /// All of a teacher's rights.
+    CoTeacher,
+    /// May share their screen and speak without asking.
+    Presenter,
+    /// Back to what their token gave them.
+    Participant,
 }
 
 /// One sending m-line of a publisher offer.
@@ -78,6 +162,9 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// What this participant may do.
         permissions: Permissions,
+        /// Settings, raised hands and breakout groups.
+        #[serde(default)]
+        room_state: RoomState,
         /// ICE servers for both peer connections (empty: host candidates only).
         ice_servers: Vec<IceServer>,
     },
@@ -111,8 +198,81 @@ pub enum ServerMessage {
         request: Option<String>,
     },
     /// The server ends this participant's session and closes the socket.
-    Bye { reason: LeaveReason },
+    Bye {
+        reason: LeaveReason,
+        /// Free text from a moderator (the reason for a removal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The server is shutting down (SIGTERM): the call goes on, but the
+    /// server takes no new rooms and will end this session with
+    /// `bye` (`server_shutdown`) when its drain timeout passes. A client may
+    /// tell the user, or reconnect elsewhere at a convenient moment.
+    Draining {},
+
+    /// The room's settings, raised hands and breakout groups changed.
+    RoomUpdated { room: RoomState },
+    /// A chat message (never stored by the server).
+    Chat { message: ChatMessage },
+    /// You are in the waiting room until a moderator admits you.
+    Waiting {},
+    /// To moderators: who is in the waiting room, oldest first.
+    Lobby { waiting: Vec<LobbyEntry> },
+    /// A moderator muted one of your sources: the server no longer forwards
+    /// it, until you unmute it yourself (`mute` with `muted: false`).
+    MuteRequested { source: Source, by: String },
+    /// A moderator asks you to unmute; nothing is switched on for you.
+    UnmuteRequested { source: Source, by: String },
+    /// Your role or rights changed (promotion, floor given or taken).
+    PermissionsUpdated { role: Role, permissions: Permissions },
 }
+
+/// Room-wide state every participant sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomState {
+    /// No new participants (moderators still enter).
+    pub locked: bool,
+    /// Newcomers who do not moderate wait until admitted.
+    pub waiting_room: bool,
+    /// Students' microphones only pass when they have the floor.
+    pub ask_to_speak: bool,
+    /// Participants with a raised hand, in order of raising.
+    pub hands: Vec<String>,
+    /// Breakout groups while they run (empty: everyone in the main room).
+    pub groups: Vec<GroupInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Sender's participant id (absent for the server's own notices).
+    pub from: String,
+    pub from_name: String,
+    pub text: String,
+    /// Set on private messages: the recipient's participant id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Sent to every breakout group at once.
+    #[serde(default)]
+    pub broadcast: bool,
+    /// Server time, milliseconds since the Unix epoch.
+    pub sent_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Longest chat message, in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
 
 /// A participant as others see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +285,14 @@ pub struct ParticipantInfo {
     pub name: String,
     pub role: Role,
     pub tracks: Vec<TrackInfo>,
+    #[serde(default)]
+    pub hand_raised: bool,
+    /// The breakout group the participant is in (absent: the main room).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// In ask-to-speak mode: whether the participant has the floor.
+    #[serde(default)]
+    pub floor: bool,
 }
 
 /// A published track.
@@ -183,6 +351,12 @@ pub enum LeaveReason {
     MediaFailed,
     /// The server is shutting down.
     ServerShutdown,
+    /// A moderator removed the participant.
+    Removed,
+    /// A moderator turned the participant away from the waiting room.
+    Denied,
+    /// A moderator ended the meeting for everyone.
+    RoomEnded,
 }
 
 /// Machine-readable error codes.
@@ -207,6 +381,12 @@ pub enum ErrorCode {
     RoomFull,
     /// The client sends faster than the server allows.
     RateLimited,
+    /// The room is locked: only moderators may enter.
+    RoomLocked,
+    /// The meeting was ended; it opens again when a moderator enters.
+    RoomEnded,
+    /// The named participant is not in the room.
+    NotFound,
     /// The server could not do what was asked; the session may go on.
     Internal,
 }
@@ -215,7 +395,13 @@ impl ErrorCode {
     /// Whether the server closes the connection after sending this error.
     /// (`forbidden` also closes it when it answers `join`, and only then.)
     pub fn is_fatal(self) -> bool {
-        matches!(self, ErrorCode::Unauthorized | ErrorCode::RoomFull)
+        matches!(
+            self,
+            ErrorCode::Unauthorized
+                | ErrorCode::RoomFull
+                | ErrorCode::RoomLocked
+                | ErrorCode::RoomEnded
+        )
     }
 }
 

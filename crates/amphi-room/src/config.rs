@@ -11,6 +11,12 @@ pub struct SfuConfig {
     /// Every datagram handed to the engine must name one of them as its
     /// destination.
     pub candidates: Vec<SocketAddr>,
+    /// TCP addresses advertised as passive host candidates (ICE-TCP, RFC
+    /// 6544), for clients whose networks block UDP. Datagrams that came over
+    /// TCP are handed in with `Protocol::Tcp` and one of these as their
+    /// destination; transmits with `Protocol::Tcp` go back on the connection
+    /// from their destination address.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// ICE servers handed to clients in `joined`.
     pub ice_servers: Vec<IceServer>,
     /// Participants per room; the next join gets `room_full`.
@@ -24,6 +30,7 @@ impl Default for SfuConfig {
     fn default() -> Self {
         SfuConfig {
             candidates: Vec::new(),
+            tcp_candidates: Vec::new(),
             ice_servers: Vec::new(),
             max_participants_per_room: 200,
             media_timeout: Duration::from_secs(15),

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+
 use amphi_protocol::{MediaKind, ParticipantInfo, Permissions, Role, Source};
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
@@ -21,21 +22,58 @@ pub(crate) struct Participant {
     pub room: String,
     pub identity: String,
     pub name: String,
+    /// Current role and rights: the token's, unless a moderator promoted them.
     pub role: Role,
     pub permissions: Permissions,
+    /// What the token gave, to return to after a promotion is withdrawn.
+    pub token_role: Role,
+    pub token_permissions: Permissions,
     pub publisher: Publisher,
     pub subscriber: Subscriber,
+    /// Order in which the hand was raised (lower first), if it is.
+    pub hand: Option<u64>,
+    /// Breakout group (None: the main room).
+    pub group: Option<String>,
+    /// In ask-to-speak mode, the microphone passes.
+    pub floor: bool,
+    /// Sources a moderator muted: not forwarded until the participant
+    /// unmutes them themselves.
+    pub blocked: Vec<Source>,
+    /// Chat allowance (token bucket) and when it was last topped up.
+    pub chat_allowance: (f64, Instant),
 }
 
 impl Participant {
-    pub fn info(&self) -> ParticipantInfo {
+    pub fn info(&self, ask_to_speak: bool) -> ParticipantInfo {
         ParticipantInfo {
             id: self.id.to_string(),
             identity: self.identity.clone(),
             name: self.name.clone(),
             role: self.role,
-            tracks: self.publisher.tracks.iter().map(|t| t.info()).collect(),
+            tracks: self
+                .publisher
+                .tracks
+                .iter()
+                .map(|t| {
+                    let mut info = t.info();
+                    info.muted |= self.silenced(t.source, ask_to_speak);
+                    info
+                })
+                .collect(),
+            hand_raised: self.hand.is_some(),
+            group: self.group.clone(),
+            floor: self.floor,
         }
+    }
+
+    /// Whether the server holds back this source, whatever the client sends.
+    pub fn silenced(&self, source: Source, ask_to_speak: bool) -> bool {
+        self.blocked.contains(&source)
+            || !self.permissions.publish_sources.contains(&source)
+            || (ask_to_speak
+                && source == Source::Microphone
+                && !self.permissions.moderate
+                && !self.floor)
     }
 
     pub fn connection(&mut self, which: Pc) -> &mut Connection {
@@ -110,8 +148,21 @@ pub(crate) struct Subscriber {
 impl Subscriber {
     /// A track to start receiving. It is offered with the next negotiation.
     pub fn add(&mut self, publisher: ParticipantId, track: TrackId, source: Source) {
-        if self.tracks.iter().any(|t| t.track == track) {
-            return;
+        for t in self.tracks.iter_mut().filter(|t| t.track == track) {
+            match t.state {
+                // Wanted again before the stop was offered: keep it.
+                DownState::ToStop(mid) => {
+                    t.state = DownState::Open(mid);
+                    return;
+                }
+                DownState::Negotiating(_) => {
+                    t.remove_when_open = false;
+                    return;
+                }
+                DownState::ToOpen | DownState::Open(_) => return,
+                // Its m-line is going away; a new one is offered below.
+                DownState::Stopping(_) => {}
+            }
         }
         // The codec is not known until packets arrive; the forwarder learns
         // it from them. Video waits for a keyframe whatever the codec.
@@ -145,6 +196,18 @@ impl Subscriber {
             }
             true
         });
+    }
+
+    /// The tracks this subscriber receives or is about to.
+    pub fn wanted(&self) -> impl Iterator<Item = TrackId> + '_ {
+        self.tracks
+            .iter()
+            .filter(|t| match t.state {
+                DownState::ToOpen | DownState::Open(_) => true,
+                DownState::Negotiating(_) => !t.remove_when_open,
+                DownState::ToStop(_) | DownState::Stopping(_) => false,
+            })
+            .map(|t| t.track)
     }
 
     pub fn needs_negotiation(&self) -> bool {

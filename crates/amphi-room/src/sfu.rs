@@ -2,7 +2,7 @@
 //! thread, driven by [`Sfu::handle_input`] and read out by
 //! [`Sfu::poll_output`], exactly as a str0m `Rtc` is.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use amphi_protocol::{
 };
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Rtc, RtcConfig};
 use tracing::{debug, info, warn};
@@ -25,6 +25,16 @@ use crate::participant::{Connection, DownState, Participant, Pc, Publisher, Subs
 use crate::room::Room;
 use crate::stats::SfuStats;
 use crate::track::{CodecInfo, PublishedTrack};
+
+mod classroom;
+
+use classroom::CHAT_BURST;
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Label of the data channel that opens every subscriber connection.
 const BUNDLE_ANCHOR: &str = "amphi";
@@ -122,11 +132,21 @@ pub struct Sfu {
     participants: HashMap<ParticipantId, Participant>,
     rooms: HashMap<String, Room>,
     /// Which connection a remote address talks to, learnt from ICE.
-    routes: HashMap<SocketAddr, (ParticipantId, Pc)>,
+    // Keyed by protocol too: a NAT may give one client's UDP and another's
+    // TCP connection the same address and port.
+    routes: HashMap<(Protocol, SocketAddr), (ParticipantId, Pc)>,
     outputs: VecDeque<Output>,
     /// Connections written to since they were last polled.
     dirty: Vec<(ParticipantId, Pc)>,
     next_track: u64,
+    /// Rooms a moderator ended: closed to everyone else until a moderator
+    /// comes back.
+    ended_rooms: HashSet<String>,
+    /// Identities removed from a room, until when.
+    banned: HashMap<(String, String), Instant>,
+    /// Wall-clock time (ms since the epoch) at `wall_base.0`, for stamping
+    /// chat messages without reading the clock on every message.
+    wall_base: (Instant, u64),
     stats: SfuStats,
     /// The time of the latest input: the engine reads no clock of its own.
     now: Instant,
@@ -142,6 +162,9 @@ impl Sfu {
             outputs: VecDeque::new(),
             dirty: Vec::new(),
             next_track: 1,
+            ended_rooms: HashSet::new(),
+            banned: HashMap::new(),
+            wall_base: (now, unix_millis()),
             stats: SfuStats::default(),
             now,
         }
@@ -163,6 +186,16 @@ impl Sfu {
 
     pub fn participant_count(&self) -> usize {
         self.participants.len()
+    }
+
+    /// (published tracks, tracks forwarded to subscribers), for metrics.
+    pub fn track_counts(&self) -> (usize, usize) {
+        let published = self.participants.values().map(|p| p.publisher.tracks.len());
+        let open = |p: &Participant| {
+            let t = &p.subscriber.tracks;
+            t.iter().filter(|t| matches!(t.state, DownState::Open(_))).count()
+        };
+        (published.sum(), self.participants.values().map(open).sum())
     }
 
     pub fn handle_input(&mut self, input: Input<'_>) {
@@ -209,6 +242,16 @@ impl Sfu {
             self.signal(pid, error(ErrorCode::AlreadyJoined, "already joined"));
             return;
         }
+        let moderates = req.permissions.moderate;
+        if let Some(refusal) = self.refusal(now, &req) {
+            self.signal(pid, refusal);
+            self.outputs.push_back(Output::Close { participant: pid });
+            return;
+        }
+        if moderates {
+            // A moderator reopens a meeting that was ended.
+            self.ended_rooms.remove(&req.room);
+        }
         // The same person in the same room again: a reloaded tab or a second
         // device. The newest one wins, as in LiveKit.
         let previous = self.rooms.get(&req.room).and_then(|room| {
@@ -221,25 +264,65 @@ impl Sfu {
         if let Some(old) = previous {
             self.remove_participant(old, LeaveReason::Replaced, true);
         }
-        if self.room_size(&req.room) >= self.config.max_participants_per_room {
-            self.signal(
-                pid,
-                error(
-                    ErrorCode::RoomFull,
-                    "the room has reached its participant limit",
-                ),
-            );
-            self.outputs.push_back(Output::Close { participant: pid });
+        let waits = !moderates
+            && self
+                .rooms
+                .get(&req.room)
+                .is_some_and(|r| r.waiting_room && !r.members.is_empty());
+        if waits {
+            self.wait_in_lobby(req);
             return;
         }
+        self.admit(now, req);
+    }
 
+    /// Why `req` may not enter its room at all, if it may not.
+    fn refusal(&mut self, now: Instant, req: &JoinRequest) -> Option<ServerMessage> {
+        let key = (req.room.clone(), req.identity.clone());
+        self.banned
+            .retain(|_, until| now < *until);
+        if self.banned.contains_key(&key) {
+            return Some(error(
+                ErrorCode::Forbidden,
+                "a moderator removed you from this meeting",
+            ));
+        }
+        if req.permissions.moderate {
+            return None;
+        }
+        if self.ended_rooms.contains(&req.room) {
+            return Some(error(
+                ErrorCode::RoomEnded,
+                "the meeting has ended; it opens again when a teacher enters",
+            ));
+        }
+        if self.rooms.get(&req.room).is_some_and(|r| r.locked) {
+            return Some(error(
+                ErrorCode::RoomLocked,
+                "the room is locked: no new participants",
+            ));
+        }
+        if self.room_size(&req.room) >= self.config.max_participants_per_room {
+            return Some(error(
+                ErrorCode::RoomFull,
+                "the room has reached its participant limit",
+            ));
+        }
+        None
+    }
+
+    /// Lets `req` into its room: connections, roster, subscriptions.
+    fn admit(&mut self, now: Instant, req: JoinRequest) {
+        let pid = req.participant;
         let participant = Participant {
             id: pid,
             room: req.room.clone(),
             identity: req.identity,
             name: req.name,
             role: req.role,
-            permissions: req.permissions,
+            permissions: req.permissions.clone(),
+            token_role: req.role,
+            token_permissions: req.permissions,
             publisher: Publisher {
                 conn: Connection::new(self.new_rtc(now)),
                 tracks: Vec::new(),
@@ -251,10 +334,13 @@ impl Sfu {
                 pending: None,
                 anchored: false,
             },
+            hand: None,
+            group: None,
+            floor: false,
+            blocked: Vec::new(),
+            chat_allowance: (CHAT_BURST, now),
         };
-        let info = participant.info();
         let permissions = participant.permissions.clone();
-        let subscribes = permissions.subscribe;
         self.participants.insert(pid, participant);
         if !self.rooms.contains_key(&req.room) {
             self.event(SfuEvent::RoomStarted {
@@ -264,6 +350,10 @@ impl Sfu {
         let room = self.rooms.entry(req.room.clone()).or_default();
         let others: Vec<ParticipantId> = room.members.clone();
         room.members.push(pid);
+        let ask = room.ask_to_speak;
+        let Some(info) = self.participants.get(&pid).map(|p| p.info(ask)) else {
+            return;
+        };
         info!(participant = %pid, room = %req.room, "participant joined");
         self.event(SfuEvent::ParticipantJoined {
             room: req.room.clone(),
@@ -275,15 +365,17 @@ impl Sfu {
 
         let infos: Vec<ParticipantInfo> = others
             .iter()
-            .filter_map(|id| self.participants.get(id).map(Participant::info))
+            .filter_map(|id| self.participants.get(id).map(|p| p.info(ask)))
             .collect();
+        let room_state = self.room_state(&req.room);
         self.signal(
             pid,
             ServerMessage::Joined {
-                room: req.room,
+                room: req.room.clone(),
                 participant: info.clone(),
                 participants: infos,
                 permissions,
+                room_state,
                 ice_servers: self.config.ice_servers.clone(),
             },
         );
@@ -291,28 +383,29 @@ impl Sfu {
             &others,
             &ServerMessage::ParticipantJoined { participant: info },
         );
-
-        if subscribes {
-            for other in &others {
-                let Some(o) = self.participants.get(other) else {
-                    continue;
-                };
-                let tracks: Vec<(TrackId, Source)> = o
-                    .publisher
-                    .tracks
-                    .iter()
-                    .map(|t| (t.id, t.source))
-                    .collect();
-                for (track, source) in tracks {
-                    self.subscribe(pid, *other, track, source);
-                }
-            }
-            self.negotiate(pid);
+        let someone_waits = self.rooms.get(&req.room).is_some_and(|r| !r.lobby.is_empty());
+        if someone_waits && self.participants.get(&pid).is_some_and(|p| p.permissions.moderate) {
+            self.send_lobby(&req.room);
         }
+        self.sync_subscriptions(pid);
     }
 
     fn handle_message(&mut self, now: Instant, pid: ParticipantId, message: ClientMessage) {
         if !self.participants.contains_key(&pid) {
+            if self.in_lobby(pid) {
+                match message {
+                    ClientMessage::Ping {} => self.signal(pid, ServerMessage::Pong {}),
+                    ClientMessage::Leave {} => {
+                        self.leave_lobby(pid);
+                        self.outputs.push_back(Output::Close { participant: pid });
+                    }
+                    _ => self.signal(
+                        pid,
+                        error(ErrorCode::NotJoined, "you are waiting to be admitted"),
+                    ),
+                }
+                return;
+            }
             self.signal(pid, error(ErrorCode::NotJoined, "join first"));
             return;
         }
@@ -330,6 +423,7 @@ impl Sfu {
                 self.remove_participant(pid, LeaveReason::Left, false);
                 self.outputs.push_back(Output::Close { participant: pid });
             }
+            classroom => self.handle_classroom(now, pid, classroom),
         }
     }
 
@@ -433,26 +527,10 @@ impl Sfu {
                 error_for(PUBLISH_OFFER, ErrorCode::BadRequest, problems.join("; ")),
             );
         }
-        let members = self.members_of(pid);
-        for &other in &members {
-            if other == pid {
-                continue;
+        for other in self.members_of(pid) {
+            if other != pid {
+                self.sync_subscriptions(other);
             }
-            for &track in &removed {
-                if let Some(o) = self.participants.get_mut(&other) {
-                    o.subscriber.remove(track);
-                }
-            }
-            let subscribes = self
-                .participants
-                .get(&other)
-                .is_some_and(|o| o.permissions.subscribe);
-            if subscribes {
-                for &(track, source) in &added {
-                    self.subscribe(other, pid, track, source);
-                }
-            }
-            self.negotiate(other);
         }
         debug!(participant = %pid, added = added.len(), removed = removed.len(), "publish offer applied");
         self.announce(pid);
@@ -538,6 +616,11 @@ impl Sfu {
             return;
         };
         let mut changed = false;
+        if !muted && p.blocked.contains(&source) {
+            // Only the participant can switch their own source back on.
+            p.blocked.retain(|s| *s != source);
+            changed = true;
+        }
         for t in p.publisher.tracks.iter_mut().filter(|t| t.source == source) {
             changed |= t.muted != muted;
             t.muted = muted;
@@ -550,7 +633,8 @@ impl Sfu {
     /// Tells everyone in the participant's room (themselves included) their
     /// current record.
     fn announce(&mut self, pid: ParticipantId) {
-        let Some(info) = self.participants.get(&pid).map(Participant::info) else {
+        let ask = self.ask_to_speak_of(pid);
+        let Some(info) = self.participants.get(&pid).map(|p| p.info(ask)) else {
             return;
         };
         let members = self.members_of(pid);
@@ -562,13 +646,21 @@ impl Sfu {
 
     fn remove_participant(&mut self, pid: ParticipantId, reason: LeaveReason, tell_them: bool) {
         let Some(p) = self.participants.remove(&pid) else {
+            self.leave_lobby(pid);
             return;
         };
+        self.stats.forget(pid);
         info!(participant = %pid, room = %p.room, ?reason, "participant left");
         self.routes.retain(|_, (id, _)| *id != pid);
         self.dirty.retain(|(id, _)| *id != pid);
         if tell_them {
-            self.signal(pid, ServerMessage::Bye { reason });
+            self.signal(
+                pid,
+                ServerMessage::Bye {
+                    reason,
+                    message: None,
+                },
+            );
             self.outputs.push_back(Output::Close { participant: pid });
         }
         self.event(SfuEvent::ParticipantLeft {
@@ -595,27 +687,50 @@ impl Sfu {
                 reason,
             },
         );
-        for other in others {
-            if let Some(o) = self.participants.get_mut(&other) {
-                for t in &p.publisher.tracks {
-                    o.subscriber.remove(t.id);
-                }
-            }
-            self.negotiate(other);
+        for &other in &others {
+            self.sync_subscriptions(other);
+        }
+        if p.hand.is_some() {
+            self.announce_room(&p.room);
         }
     }
 
-    /// Adds `track` of `publisher` to what `subscriber` receives.
-    fn subscribe(
-        &mut self,
-        subscriber: ParticipantId,
-        publisher: ParticipantId,
-        track: TrackId,
-        source: Source,
-    ) {
-        if let Some(s) = self.participants.get_mut(&subscriber) {
+    /// Makes what `subscriber` receives match who is with them: every track
+    /// of everyone else in the same room and breakout group, if they may
+    /// subscribe at all. Then offers the difference.
+    fn sync_subscriptions(&mut self, subscriber: ParticipantId) {
+        let Some(s) = self.participants.get(&subscriber) else {
+            return;
+        };
+        let mut wanted: Vec<(ParticipantId, TrackId, Source)> = Vec::new();
+        if s.permissions.subscribe
+            && let Some(room) = self.rooms.get(&s.room)
+        {
+            for other in room.members.iter().filter(|id| **id != subscriber) {
+                let Some(o) = self.participants.get(other) else {
+                    continue;
+                };
+                if o.group != s.group {
+                    continue;
+                }
+                wanted.extend(o.publisher.tracks.iter().map(|t| (o.id, t.id, t.source)));
+            }
+        }
+        let Some(s) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        let stale: Vec<TrackId> = s
+            .subscriber
+            .wanted()
+            .filter(|t| !wanted.iter().any(|(_, w, _)| w == t))
+            .collect();
+        for track in stale {
+            s.subscriber.remove(track);
+        }
+        for (publisher, track, source) in wanted {
             s.subscriber.add(publisher, track, source);
         }
+        self.negotiate(subscriber);
     }
 
     /// Sends a new subscribe offer if something changed and none is pending.
@@ -689,7 +804,7 @@ impl Sfu {
     // ----- media --------------------------------------------------------
 
     fn handle_receive(&mut self, now: Instant, receive: Receive<'_>) {
-        let source = receive.source;
+        let source = (receive.proto, receive.source);
         let input = str0m::Input::Receive(now, receive);
         let known = self.routes.get(&source).copied().filter(|(pid, pc)| {
             self.participants
@@ -829,6 +944,8 @@ impl Sfu {
                 }
                 debug!(participant = %pid, ?pc, ?state, "ice state");
             }
+            Event::MediaIngressStats(s) => self.stats.ingress(pid, &s),
+            Event::MediaEgressStats(s) => self.stats.egress(pid, &s),
             _ => {}
         }
     }
@@ -863,6 +980,15 @@ impl Sfu {
         ) else {
             return;
         };
+        let ask = self.rooms.get(&p.room).is_some_and(|r| r.ask_to_speak);
+        let Some(track) = p.publisher.tracks.iter().find(|t| t.mid == mid) else {
+            return;
+        };
+        if p.silenced(track.source, ask) {
+            // Muted by a moderator, or no floor: nothing leaves the server.
+            self.stats.rtp_packets_held += 1;
+            return;
+        }
         let Some(track) = p.publisher.track_by_mid(mid) else {
             return;
         };
@@ -898,7 +1024,12 @@ impl Sfu {
             let Some(s) = self.participants.get_mut(sid) else {
                 continue;
             };
-            let Some(down) = s.subscriber.tracks.iter_mut().find(|t| t.track == track_id) else {
+            let Some(down) = s
+                .subscriber
+                .tracks
+                .iter_mut()
+                .find(|t| t.track == track_id && matches!(t.state, DownState::Open(_)))
+            else {
                 continue;
             };
             let DownState::Open(out_mid) = down.state else {
@@ -1003,6 +1134,8 @@ impl Sfu {
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            // Per-stream NACK, PLI and loss counts for metrics (SfuStats).
+            .set_stats_interval(Some(std::time::Duration::from_secs(1)))
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
@@ -1016,7 +1149,29 @@ impl Sfu {
                 Err(e) => warn!(%addr, "unusable candidate address: {e}"),
             }
         }
+        // ICE-TCP (RFC 6544): the server only accepts connections, so its
+        // TCP candidates are passive; clients connect to them (active).
+        for addr in &self.config.tcp_candidates {
+            match Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
+            {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(%addr, "unusable TCP candidate address: {e}"),
+            }
+        }
         rtc
+    }
+
+    fn ask_to_speak_of(&self, pid: ParticipantId) -> bool {
+        self.participants
+            .get(&pid)
+            .and_then(|p| self.rooms.get(&p.room))
+            .is_some_and(|r| r.ask_to_speak)
     }
 
     fn members_of(&self, pid: ParticipantId) -> Vec<ParticipantId> {

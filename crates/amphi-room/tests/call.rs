@@ -1,219 +1,16 @@
-//! Whole calls through the engine with no sockets and a simulated clock:
-//! real str0m participants (ICE, DTLS, SRTP) exchange datagrams with the
-//! `Sfu` through an in-memory network.
+//! Whole calls through the engine with no sockets and a simulated clock.
 
-use std::collections::{HashMap, VecDeque};
+mod common;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use amphi_client::protocol::{
-    ClientMessage, LeaveReason, Permissions, Role, ServerMessage, Source,
-};
-use amphi_client::{ClientOptions, Connection, MediaKind, Output as ClientOutput, Participant};
-use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig, SfuEvent};
-use str0m::net::{Protocol, Receive, Transmit};
-
-const SERVER: &str = "127.0.0.1:5000";
-const TICK: Duration = Duration::from_millis(2);
-
-struct Client {
-    pid: ParticipantId,
-    p: Participant,
-    joined: bool,
-    /// Whether the client's datagrams reach the server (false: its network died).
-    online: bool,
-}
-
-struct World {
-    sfu: Sfu,
-    clients: Vec<Client>,
-    now: Instant,
-    server: SocketAddr,
-    room: String,
-    /// Every subscribe offer the engine sent, in order.
-    offers: Vec<String>,
-    events: Vec<SfuEvent>,
-}
-
-fn teacher() -> Permissions {
-    Permissions {
-        publish: true,
-        subscribe: true,
-        publish_sources: Source::ALL.to_vec(),
-        chat: true,
-        moderate: true,
-    }
-}
-
-impl World {
-    fn new() -> World {
-        let server: SocketAddr = SERVER.parse().unwrap();
-        let now = Instant::now();
-        let sfu = Sfu::new(
-            SfuConfig {
-                candidates: vec![server],
-                ..SfuConfig::default()
-            },
-            now,
-        );
-        World {
-            sfu,
-            clients: Vec::new(),
-            now,
-            server,
-            room: "lecture".into(),
-            offers: Vec::new(),
-            events: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, opts: ClientOptions) -> usize {
-        let i = self.clients.len();
-        let port = 6000 + 2 * i as u16;
-        let pub_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let sub_addr: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().unwrap();
-        let p = Participant::new(
-            "not-checked-by-the-engine",
-            opts,
-            pub_addr,
-            sub_addr,
-            self.now,
-        )
-        .unwrap();
-        self.clients.push(Client {
-            pid: ParticipantId(100 + i as u64),
-            p,
-            joined: false,
-            online: true,
-        });
-        i
-    }
-
-    fn id(&self, i: usize) -> String {
-        self.clients[i].pid.to_string()
-    }
-
-    /// Runs the network and both sides for `d` of simulated time.
-    fn run(&mut self, d: Duration) {
-        let end = self.now + d;
-        while self.now < end {
-            self.now += TICK;
-            let now = self.now;
-            self.sfu.handle_input(Input::Timeout(now));
-            for c in &mut self.clients {
-                c.p.handle_timeout(now);
-            }
-            self.exchange();
-        }
-    }
-
-    /// Delivers datagrams one at a time, draining the receiver after each:
-    /// str0m in RTP mode hands out one packet per `handle_input`, so a
-    /// receiver must be polled before it is given the next datagram.
-    fn exchange(&mut self) {
-        let mut wire: VecDeque<Transmit> = VecDeque::new();
-        for i in 0..self.clients.len() {
-            self.drain_client(i, &mut wire);
-        }
-        self.drain_server(&mut wire);
-        while let Some(t) = wire.pop_front() {
-            if t.destination == self.server {
-                let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                self.sfu.handle_input(Input::Receive(self.now, r));
-                self.drain_server(&mut wire);
-                continue;
-            }
-            let Some(i) = self.clients.iter().position(|c| {
-                c.online
-                    && (c.p.local_addr(Connection::Publisher) == t.destination
-                        || c.p.local_addr(Connection::Subscriber) == t.destination)
-            }) else {
-                continue;
-            };
-            self.clients[i]
-                .p
-                .handle_datagram(self.now, t.source, t.destination, &t.contents);
-            self.drain_client(i, &mut wire);
-        }
-    }
-
-    fn drain_client(&mut self, i: usize, wire: &mut VecDeque<Transmit>) {
-        let now = self.now;
-        loop {
-            let c = &mut self.clients[i];
-            match c.p.poll_output() {
-                ClientOutput::Timeout(_) => return,
-                ClientOutput::Transmit(t) => {
-                    if c.online {
-                        wire.push_back(t);
-                    }
-                }
-                ClientOutput::Signal(m) => {
-                    let pid = c.pid;
-                    let cmd = match m {
-                        ClientMessage::Join { .. } => {
-                            c.joined = true;
-                            Command::Join(JoinRequest {
-                                participant: pid,
-                                room: self.room.clone(),
-                                identity: format!("user-{}", pid.0),
-                                name: format!("User {}", pid.0),
-                                role: Role::Teacher,
-                                permissions: teacher(),
-                            })
-                        }
-                        message => Command::Message {
-                            participant: pid,
-                            message,
-                        },
-                    };
-                    self.sfu.handle_input(Input::Command(now, cmd));
-                    self.drain_server(wire);
-                }
-            }
-        }
-    }
-
-    fn drain_server(&mut self, wire: &mut VecDeque<Transmit>) {
-        loop {
-            match self.sfu.poll_output() {
-                Output::Timeout(_) => return,
-                Output::Transmit(t) => wire.push_back(t),
-                Output::Event(e) => self.events.push(e),
-                Output::Signal {
-                    participant,
-                    message,
-                } => {
-                    if let ServerMessage::SubscribeOffer { sdp, .. } = &message {
-                        self.offers.push(sdp.clone());
-                    }
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
-                        c.p.handle_signal(message);
-                    }
-                }
-                Output::Close { participant } => {
-                    if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
-                        c.p.handle_signalling_closed();
-                    }
-                }
-            }
-        }
-    }
-
-    fn leave_signalling(&mut self, i: usize, reason: LeaveReason) {
-        let pid = self.clients[i].pid;
-        self.sfu.handle_input(Input::Command(
-            self.now,
-            Command::Leave {
-                participant: pid,
-                reason,
-            },
-        ));
-        self.clients[i].online = false;
-        self.clients[i].p.handle_signalling_closed();
-        self.exchange();
-    }
-}
+use amphi_client::protocol::LeaveReason;
+use amphi_client::{ClientOptions, Connection, MediaKind};
+use amphi_room::{Input, SfuEvent};
+use common::World;
+use str0m::net::{Protocol, Receive};
 
 #[test]
 fn three_participants_receive_each_other() {
@@ -325,6 +122,27 @@ fn a_participant_whose_network_dies_is_removed() {
         "{dead} was never removed"
     );
     assert_eq!(w.sfu.room_size("lecture"), 1);
+    assert!(w.events.contains(&SfuEvent::ParticipantLeft {
+        room: "lecture".into(),
+        participant: w.clients[1].pid,
+        identity: w.clients[1].identity.clone(),
+        reason: LeaveReason::MediaFailed,
+    }));
+    // The room lives on with one participant; it ends with the last.
+    w.leave_signalling(0, LeaveReason::Left);
+    let lifecycle: Vec<&SfuEvent> = w
+        .events
+        .iter()
+        .filter(|e| matches!(e, SfuEvent::RoomStarted { .. } | SfuEvent::RoomEnded { .. }))
+        .collect();
+    let room = || "lecture".to_string();
+    assert_eq!(
+        lifecycle,
+        [
+            &SfuEvent::RoomStarted { room: room() },
+            &SfuEvent::RoomEnded { room: room() }
+        ]
+    );
 }
 
 #[test]

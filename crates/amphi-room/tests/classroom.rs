@@ -1,0 +1,470 @@
+//! Classroom rules, enforced by the engine: moderation, the waiting room,
+//! ask-to-speak, hands, chat and breakout groups.
+
+mod common;
+
+use std::time::Duration;
+
+use amphi_client::protocol::{
+    ClientMessage, ErrorCode, LeaveReason, Promotion, Role, ServerMessage, Source,
+};
+use amphi_client::{ClientOptions, MediaKind};
+use common::{World, student, teacher};
+
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// A teacher (client 0) and two students (1, 2), all connected.
+fn class() -> World {
+    let mut w = World::new();
+    w.add_as(ClientOptions::default(), Role::Teacher, teacher());
+    w.add_as(ClientOptions::default(), Role::Student, student());
+    w.add_as(ClientOptions::default(), Role::Student, student());
+    w.run(SETTLE);
+    for i in 0..3 {
+        for j in (0..3).filter(|j| *j != i) {
+            assert!(w.packets_from(i, j, MediaKind::Audio) > 20, "{i} hears {j}");
+        }
+    }
+    w
+}
+
+/// Audio packets client `i` gets from `from` during `d`.
+fn audio_during(w: &mut World, i: usize, from: usize, d: Duration) -> u64 {
+    let before = w.packets_from(i, from, MediaKind::Audio);
+    w.run(d);
+    w.packets_from(i, from, MediaKind::Audio) - before
+}
+
+fn got(w: &World, i: usize, pred: impl Fn(&ServerMessage) -> bool) -> bool {
+    w.inbox(i).iter().any(pred)
+}
+
+#[test]
+fn a_students_moderation_commands_are_refused_and_change_nothing() {
+    let mut w = class();
+    let teacher_id = w.id(0);
+    let other = w.id(2);
+    let commands = [
+        ClientMessage::MuteParticipant {
+            participant: teacher_id.clone(),
+            source: Source::Microphone,
+        },
+        ClientMessage::MuteAll {},
+        ClientMessage::RequestUnmute {
+            participant: other.clone(),
+            source: Source::Camera,
+        },
+        ClientMessage::GiveFloor {
+            participant: other.clone(),
+        },
+        ClientMessage::TakeFloor {
+            participant: other.clone(),
+        },
+        ClientMessage::Promote {
+            participant: w.id(1),
+            to: Promotion::CoTeacher,
+        },
+        ClientMessage::UpdateRoom {
+            locked: Some(true),
+            waiting_room: Some(true),
+            ask_to_speak: Some(true),
+        },
+        ClientMessage::Admit {
+            participant: "P1".into(),
+        },
+        ClientMessage::Deny {
+            participant: "P1".into(),
+        },
+        ClientMessage::Remove {
+            participant: other.clone(),
+            reason: None,
+        },
+        ClientMessage::EndRoom {},
+        ClientMessage::BreakoutStart {
+            groups: 2,
+            assignments: None,
+        },
+        ClientMessage::BreakoutMove {
+            participant: other.clone(),
+            group: Some("G1".into()),
+        },
+        ClientMessage::BreakoutBroadcast { text: "hi".into() },
+        ClientMessage::BreakoutEnd {},
+        ClientMessage::LowerHand {
+            participant: Some(other.clone()),
+        },
+    ];
+    let n = commands.len();
+    for c in commands {
+        w.send(1, c);
+    }
+    w.run(Duration::from_millis(500));
+    let refused = w
+        .errors(1)
+        .iter()
+        .filter(|c| **c == ErrorCode::Forbidden)
+        .count();
+    assert_eq!(refused, n, "every command is refused: {:?}", w.errors(1));
+    // Nothing changed: nobody was told anything, everyone still hears everyone.
+    for i in [0, 2] {
+        assert!(
+            !got(&w, i, |m| !matches!(m, ServerMessage::RoomUpdated { .. })),
+            "{i} received {:?}",
+            w.inbox(i)
+        );
+    }
+    assert_eq!(w.sfu.room_size("lecture"), 3);
+    assert!(audio_during(&mut w, 1, 0, Duration::from_secs(1)) > 30);
+    assert!(audio_during(&mut w, 0, 2, Duration::from_secs(1)) > 30);
+}
+
+#[test]
+fn a_muted_student_is_not_heard_even_if_the_client_keeps_sending() {
+    let mut w = class();
+    let s = w.id(1);
+    w.send(
+        0,
+        ClientMessage::MuteParticipant {
+            participant: s.clone(),
+            source: Source::Microphone,
+        },
+    );
+    assert!(got(&w, 1, |m| matches!(
+        m,
+        ServerMessage::MuteRequested {
+            source: Source::Microphone,
+            ..
+        }
+    )));
+    w.run(Duration::from_millis(200));
+    // The test client does not obey: it keeps sending its microphone.
+    assert_eq!(audio_during(&mut w, 2, 1, Duration::from_secs(1)), 0);
+    assert_eq!(audio_during(&mut w, 0, 1, Duration::from_secs(1)), 0);
+    // The student's camera is untouched.
+    let v = w.packets_from(2, 1, MediaKind::Video);
+    w.run(Duration::from_millis(500));
+    assert!(w.packets_from(2, 1, MediaKind::Video) > v);
+    // Only the student can switch it back on.
+    w.send(
+        1,
+        ClientMessage::Mute {
+            source: Source::Microphone,
+            muted: false,
+        },
+    );
+    assert!(audio_during(&mut w, 2, 1, Duration::from_secs(1)) > 30);
+}
+
+#[test]
+fn a_teacher_asks_to_unmute_but_cannot_switch_anything_on() {
+    let mut w = class();
+    let s = w.id(1);
+    w.send(
+        0,
+        ClientMessage::MuteParticipant {
+            participant: s.clone(),
+            source: Source::Microphone,
+        },
+    );
+    w.send(
+        0,
+        ClientMessage::RequestUnmute {
+            participant: s,
+            source: Source::Microphone,
+        },
+    );
+    assert!(got(&w, 1, |m| matches!(
+        m,
+        ServerMessage::UnmuteRequested {
+            source: Source::Microphone,
+            ..
+        }
+    )));
+    assert_eq!(audio_during(&mut w, 2, 1, Duration::from_secs(1)), 0);
+}
+
+#[test]
+fn ask_to_speak_holds_students_until_given_the_floor() {
+    let mut w = class();
+    w.send(
+        0,
+        ClientMessage::UpdateRoom {
+            locked: None,
+            waiting_room: None,
+            ask_to_speak: Some(true),
+        },
+    );
+    w.run(Duration::from_millis(200));
+    assert_eq!(audio_during(&mut w, 0, 1, Duration::from_secs(1)), 0);
+    // The teacher is always heard.
+    assert!(audio_during(&mut w, 1, 0, Duration::from_secs(1)) > 30);
+
+    w.send(1, ClientMessage::RaiseHand {});
+    w.send(2, ClientMessage::RaiseHand {});
+    let hands = |w: &World| {
+        w.inbox(0)
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                ServerMessage::RoomUpdated { room } => Some(room.hands.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(hands(&w), vec![w.id(1), w.id(2)], "hands in order of raising");
+
+    w.send(
+        0,
+        ClientMessage::GiveFloor {
+            participant: w.id(2),
+        },
+    );
+    assert!(audio_during(&mut w, 0, 2, Duration::from_secs(1)) > 30);
+    assert_eq!(audio_during(&mut w, 0, 1, Duration::from_secs(1)), 0);
+    assert_eq!(hands(&w), vec![w.id(1)], "the floor answers the hand");
+
+    w.send(
+        0,
+        ClientMessage::TakeFloor {
+            participant: w.id(2),
+        },
+    );
+    w.run(Duration::from_millis(200));
+    assert_eq!(audio_during(&mut w, 0, 2, Duration::from_secs(1)), 0);
+}
+
+#[test]
+fn waiting_room_admit_and_deny() {
+    let mut w = class();
+    w.send(
+        0,
+        ClientMessage::UpdateRoom {
+            locked: None,
+            waiting_room: Some(true),
+            ask_to_speak: None,
+        },
+    );
+    let newcomer = w.add_as(ClientOptions::default(), Role::Student, student());
+    let refused = w.add_as(ClientOptions::default(), Role::Student, student());
+    w.run(Duration::from_secs(1));
+    assert!(got(&w, newcomer, |m| matches!(m, ServerMessage::Waiting {})));
+    assert_eq!(w.packets_from(newcomer, 0, MediaKind::Audio), 0);
+    let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
+        ServerMessage::Lobby { waiting } => Some(waiting),
+        _ => None,
+    });
+    let lobby = lobby.expect("the teacher sees the waiting room");
+    assert_eq!(lobby.len(), 2);
+    assert_eq!(lobby[0].id, w.id(newcomer));
+    // Students are not told who waits.
+    assert!(!got(&w, 1, |m| matches!(m, ServerMessage::Lobby { .. })));
+    // A student cannot admit.
+    w.send(
+        1,
+        ClientMessage::Admit {
+            participant: w.id(newcomer),
+        },
+    );
+    assert!(w.errors(1).contains(&ErrorCode::Forbidden));
+
+    w.send(
+        0,
+        ClientMessage::Admit {
+            participant: w.id(newcomer),
+        },
+    );
+    w.send(
+        0,
+        ClientMessage::Deny {
+            participant: w.id(refused),
+        },
+    );
+    w.run(SETTLE);
+    assert!(w.packets_from(newcomer, 0, MediaKind::Audio) > 20);
+    assert!(w.packets_from(0, newcomer, MediaKind::Audio) > 20);
+    assert_eq!(w.clients[refused].p.stats().bye, Some(LeaveReason::Denied));
+    assert_eq!(w.sfu.room_size("lecture"), 4);
+}
+
+#[test]
+fn a_removed_identity_cannot_come_back() {
+    let mut w = class();
+    w.send(
+        0,
+        ClientMessage::Remove {
+            participant: w.id(2),
+            reason: Some("disruptive".into()),
+        },
+    );
+    w.run(Duration::from_millis(300));
+    assert_eq!(w.clients[2].p.stats().bye, Some(LeaveReason::Removed));
+    assert!(w.clients[1].p.stats().saw_left(&w.id(2)));
+    // Same identity, same room, new connection.
+    let again = w.add_as(ClientOptions::default(), Role::Student, student());
+    w.clients[again].identity = w.clients[2].identity.clone();
+    w.run(Duration::from_secs(1));
+    assert!(w.errors(again).contains(&ErrorCode::Forbidden));
+    assert_eq!(w.sfu.room_size("lecture"), 2);
+}
+
+#[test]
+fn locked_and_ended_rooms_keep_students_out_but_not_teachers() {
+    let mut w = class();
+    w.send(
+        0,
+        ClientMessage::UpdateRoom {
+            locked: Some(true),
+            waiting_room: None,
+            ask_to_speak: None,
+        },
+    );
+    let late = w.add_as(ClientOptions::default(), Role::Student, student());
+    let co = w.add_as(ClientOptions::default(), Role::Teacher, teacher());
+    w.run(Duration::from_secs(1));
+    assert!(w.errors(late).contains(&ErrorCode::RoomLocked));
+    assert!(w.errors(co).is_empty());
+    assert_eq!(w.sfu.room_size("lecture"), 4);
+
+    w.send(0, ClientMessage::EndRoom {});
+    w.run(Duration::from_millis(300));
+    for i in [0, 1, 2, co] {
+        assert_eq!(w.clients[i].p.stats().bye, Some(LeaveReason::RoomEnded), "{i}");
+    }
+    assert_eq!(w.sfu.room_size("lecture"), 0);
+    let back = w.add_as(ClientOptions::default(), Role::Student, student());
+    w.run(Duration::from_millis(500));
+    assert!(w.errors(back).contains(&ErrorCode::RoomEnded));
+}
+
+#[test]
+fn chat_is_relayed_literally_privately_and_with_limits() {
+    let mut w = class();
+    let html = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+    w.send(
+        1,
+        ClientMessage::Chat {
+            text: html.into(),
+            to: None,
+        },
+    );
+    for i in 0..3 {
+        assert!(
+            got(&w, i, |m| matches!(m, ServerMessage::Chat { message } if message.text == html)),
+            "{i} got the message unchanged"
+        );
+    }
+    // Private to the teacher: only the teacher (and the sender's echo).
+    w.send(
+        2,
+        ClientMessage::Chat {
+            text: "question".into(),
+            to: Some(w.id(0)),
+        },
+    );
+    assert!(got(&w, 0, |m| matches!(m, ServerMessage::Chat { message } if message.text == "question")));
+    assert!(!got(&w, 1, |m| matches!(m, ServerMessage::Chat { message } if message.text == "question")));
+    // Students cannot write privately to each other.
+    w.send(
+        2,
+        ClientMessage::Chat {
+            text: "psst".into(),
+            to: Some(w.id(1)),
+        },
+    );
+    assert!(w.errors(2).contains(&ErrorCode::Forbidden));
+    // Too long, and too fast.
+    w.send(
+        1,
+        ClientMessage::Chat {
+            text: "x".repeat(amphi_client::protocol::MAX_CHAT_CHARS + 1),
+            to: None,
+        },
+    );
+    assert!(w.errors(1).contains(&ErrorCode::TooLarge));
+    for n in 0..10 {
+        w.send(
+            1,
+            ClientMessage::Chat {
+                text: format!("spam {n}"),
+                to: None,
+            },
+        );
+    }
+    assert!(w.errors(1).contains(&ErrorCode::RateLimited));
+}
+
+#[test]
+fn breakout_groups_separate_media_and_recall_brings_it_back() {
+    let mut w = class();
+    let mut assignments = std::collections::BTreeMap::new();
+    assignments.insert(w.id(1), 0);
+    assignments.insert(w.id(2), 1);
+    w.send(
+        0,
+        ClientMessage::BreakoutStart {
+            groups: 2,
+            assignments: Some(assignments),
+        },
+    );
+    w.run(SETTLE);
+    assert_eq!(audio_during(&mut w, 1, 2, Duration::from_secs(1)), 0);
+    assert_eq!(audio_during(&mut w, 2, 1, Duration::from_secs(1)), 0);
+    // The teacher stays in the main room: nobody hears them, they hear nobody.
+    assert_eq!(audio_during(&mut w, 0, 1, Duration::from_secs(1)), 0);
+
+    // The teacher visits group 1.
+    w.send(
+        0,
+        ClientMessage::BreakoutMove {
+            participant: w.id(0),
+            group: Some("G1".into()),
+        },
+    );
+    w.run(SETTLE);
+    assert!(audio_during(&mut w, 0, 1, Duration::from_secs(1)) > 30);
+    assert!(audio_during(&mut w, 1, 0, Duration::from_secs(1)) > 30);
+    assert_eq!(audio_during(&mut w, 0, 2, Duration::from_secs(1)), 0);
+
+    // A broadcast reaches every group.
+    w.send(
+        0,
+        ClientMessage::BreakoutBroadcast {
+            text: "five minutes left".into(),
+        },
+    );
+    assert!(got(&w, 2, |m| matches!(m, ServerMessage::Chat { message } if message.broadcast)));
+
+    w.send(0, ClientMessage::BreakoutEnd {});
+    w.run(SETTLE);
+    assert!(audio_during(&mut w, 1, 2, Duration::from_secs(1)) > 30);
+    assert!(audio_during(&mut w, 2, 1, Duration::from_secs(1)) > 30);
+    for i in 0..3 {
+        assert!(w.clients[i].p.stats().errors.is_empty(), "{i}: {:?}", w.errors(i));
+    }
+}
+
+#[test]
+fn a_promoted_student_can_moderate_and_share_a_screen() {
+    let mut w = class();
+    w.send(
+        0,
+        ClientMessage::Promote {
+            participant: w.id(1),
+            to: Promotion::CoTeacher,
+        },
+    );
+    assert!(got(&w, 1, |m| matches!(
+        m,
+        ServerMessage::PermissionsUpdated { role: Role::Teacher, permissions } if permissions.moderate
+            && permissions.publish_sources.contains(&Source::ScreenShare)
+    )));
+    w.send(
+        1,
+        ClientMessage::MuteParticipant {
+            participant: w.id(2),
+            source: Source::Microphone,
+        },
+    );
+    assert!(w.errors(1).is_empty());
+    assert!(got(&w, 2, |m| matches!(m, ServerMessage::MuteRequested { .. })));
+}

@@ -704,7 +704,8 @@ impl Participant {
             | ServerMessage::Lobby { .. }
             | ServerMessage::MuteRequested { .. }
             | ServerMessage::UnmuteRequested { .. }
-            | ServerMessage::PermissionsUpdated { .. }) => self.stats.classroom.push(other),
+            | ServerMessage::PermissionsUpdated { .. }
+            | ServerMessage::Draining {}) => self.stats.classroom.push(other),
         }
     }
 

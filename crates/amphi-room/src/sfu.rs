@@ -193,7 +193,9 @@ impl Sfu {
         let published = self.participants.values().map(|p| p.publisher.tracks.len());
         let open = |p: &Participant| {
             let t = &p.subscriber.tracks;
-            t.iter().filter(|t| matches!(t.state, DownState::Open(_))).count()
+            t.iter()
+                .filter(|t| matches!(t.state, DownState::Open(_)))
+                .count()
         };
         (published.sum(), self.participants.values().map(open).sum())
     }
@@ -279,8 +281,7 @@ impl Sfu {
     /// Why `req` may not enter its room at all, if it may not.
     fn refusal(&mut self, now: Instant, req: &JoinRequest) -> Option<ServerMessage> {
         let key = (req.room.clone(), req.identity.clone());
-        self.banned
-            .retain(|_, until| now < *until);
+        self.banned.retain(|_, until| now < *until);
         if self.banned.contains_key(&key) {
             return Some(error(
                 ErrorCode::Forbidden,
@@ -383,8 +384,16 @@ impl Sfu {
             &others,
             &ServerMessage::ParticipantJoined { participant: info },
         );
-        let someone_waits = self.rooms.get(&req.room).is_some_and(|r| !r.lobby.is_empty());
-        if someone_waits && self.participants.get(&pid).is_some_and(|p| p.permissions.moderate) {
+        let someone_waits = self
+            .rooms
+            .get(&req.room)
+            .is_some_and(|r| !r.lobby.is_empty());
+        if someone_waits
+            && self
+                .participants
+                .get(&pid)
+                .is_some_and(|p| p.permissions.moderate)
+        {
             self.send_lobby(&req.room);
         }
         self.sync_subscriptions(pid);

@@ -211,7 +211,11 @@ fn ask_to_speak_holds_students_until_given_the_floor() {
             })
             .unwrap_or_default()
     };
-    assert_eq!(hands(&w), vec![w.id(1), w.id(2)], "hands in order of raising");
+    assert_eq!(
+        hands(&w),
+        vec![w.id(1), w.id(2)],
+        "hands in order of raising"
+    );
 
     w.send(
         0,
@@ -247,7 +251,10 @@ fn waiting_room_admit_and_deny() {
     let newcomer = w.add_as(ClientOptions::default(), Role::Student, student());
     let refused = w.add_as(ClientOptions::default(), Role::Student, student());
     w.run(Duration::from_secs(1));
-    assert!(got(&w, newcomer, |m| matches!(m, ServerMessage::Waiting {})));
+    assert!(got(&w, newcomer, |m| matches!(
+        m,
+        ServerMessage::Waiting {}
+    )));
     assert_eq!(w.packets_from(newcomer, 0, MediaKind::Audio), 0);
     let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
         ServerMessage::Lobby { waiting } => Some(waiting),
@@ -328,7 +335,11 @@ fn locked_and_ended_rooms_keep_students_out_but_not_teachers() {
     w.send(0, ClientMessage::EndRoom {});
     w.run(Duration::from_millis(300));
     for i in [0, 1, 2, co] {
-        assert_eq!(w.clients[i].p.stats().bye, Some(LeaveReason::RoomEnded), "{i}");
+        assert_eq!(
+            w.clients[i].p.stats().bye,
+            Some(LeaveReason::RoomEnded),
+            "{i}"
+        );
     }
     assert_eq!(w.sfu.room_size("lecture"), 0);
     let back = w.add_as(ClientOptions::default(), Role::Student, student());
@@ -349,7 +360,11 @@ fn chat_is_relayed_literally_privately_and_with_limits() {
     );
     for i in 0..3 {
         assert!(
-            got(&w, i, |m| matches!(m, ServerMessage::Chat { message } if message.text == html)),
+            got(
+                &w,
+                i,
+                |m| matches!(m, ServerMessage::Chat { message } if message.text == html)
+            ),
             "{i} got the message unchanged"
         );
     }
@@ -361,8 +376,16 @@ fn chat_is_relayed_literally_privately_and_with_limits() {
             to: Some(w.id(0)),
         },
     );
-    assert!(got(&w, 0, |m| matches!(m, ServerMessage::Chat { message } if message.text == "question")));
-    assert!(!got(&w, 1, |m| matches!(m, ServerMessage::Chat { message } if message.text == "question")));
+    assert!(got(
+        &w,
+        0,
+        |m| matches!(m, ServerMessage::Chat { message } if message.text == "question")
+    ));
+    assert!(!got(
+        &w,
+        1,
+        |m| matches!(m, ServerMessage::Chat { message } if message.text == "question")
+    ));
     // Students cannot write privately to each other.
     w.send(
         2,
@@ -432,14 +455,22 @@ fn breakout_groups_separate_media_and_recall_brings_it_back() {
             text: "five minutes left".into(),
         },
     );
-    assert!(got(&w, 2, |m| matches!(m, ServerMessage::Chat { message } if message.broadcast)));
+    assert!(got(
+        &w,
+        2,
+        |m| matches!(m, ServerMessage::Chat { message } if message.broadcast)
+    ));
 
     w.send(0, ClientMessage::BreakoutEnd {});
     w.run(SETTLE);
     assert!(audio_during(&mut w, 1, 2, Duration::from_secs(1)) > 30);
     assert!(audio_during(&mut w, 2, 1, Duration::from_secs(1)) > 30);
     for i in 0..3 {
-        assert!(w.clients[i].p.stats().errors.is_empty(), "{i}: {:?}", w.errors(i));
+        assert!(
+            w.clients[i].p.stats().errors.is_empty(),
+            "{i}: {:?}",
+            w.errors(i)
+        );
     }
 }
 
@@ -466,5 +497,8 @@ fn a_promoted_student_can_moderate_and_share_a_screen() {
         },
     );
     assert!(w.errors(1).is_empty());
-    assert!(got(&w, 2, |m| matches!(m, ServerMessage::MuteRequested { .. })));
+    assert!(got(&w, 2, |m| matches!(
+        m,
+        ServerMessage::MuteRequested { .. }
+    )));
 }

@@ -28,7 +28,12 @@ const CHAT_PER_SECOND: f64 = 1.0;
 const MAX_GROUPS: u32 = 50;
 
 impl Sfu {
-    pub(super) fn handle_classroom(&mut self, now: Instant, pid: ParticipantId, msg: ClientMessage) {
+    pub(super) fn handle_classroom(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        msg: ClientMessage,
+    ) {
         let request = message_type(&msg);
         if needs_moderation(&msg) && !self.moderates(pid) {
             self.signal(
@@ -48,7 +53,9 @@ impl Sfu {
             ClientMessage::MuteParticipant {
                 participant,
                 source,
-            } => self.target(pid, &participant).map(|t| self.mute(pid, t, source)),
+            } => self
+                .target(pid, &participant)
+                .map(|t| self.mute(pid, t, source)),
             ClientMessage::MuteAll {} => {
                 self.mute_all(pid);
                 Ok(())
@@ -66,9 +73,9 @@ impl Sfu {
             ClientMessage::TakeFloor { participant } => self
                 .target(pid, &participant)
                 .map(|t| self.set_floor(pid, t, false)),
-            ClientMessage::Promote { participant, to } => self
-                .target(pid, &participant)
-                .map(|t| self.promote(t, to)),
+            ClientMessage::Promote { participant, to } => {
+                self.target(pid, &participant).map(|t| self.promote(t, to))
+            }
             ClientMessage::UpdateRoom {
                 locked,
                 waiting_room,
@@ -245,12 +252,21 @@ impl Sfu {
         Ok(())
     }
 
-    fn chat(&mut self, now: Instant, pid: ParticipantId, text: String, to: Option<String>) -> Outcome {
+    fn chat(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        text: String,
+        to: Option<String>,
+    ) -> Outcome {
         let Some(p) = self.participants.get_mut(&pid) else {
             return Ok(());
         };
         if !p.permissions.chat {
-            return Err((ErrorCode::Forbidden, "your token does not allow chat".into()));
+            return Err((
+                ErrorCode::Forbidden,
+                "your token does not allow chat".into(),
+            ));
         }
         if text.trim().is_empty() {
             return Err((ErrorCode::BadRequest, "empty message".into()));
@@ -304,11 +320,7 @@ impl Sfu {
                 let to: Vec<ParticipantId> = self
                     .members_of(pid)
                     .into_iter()
-                    .filter(|id| {
-                        self.participants
-                            .get(id)
-                            .is_some_and(|p| p.group == group)
-                    })
+                    .filter(|id| self.participants.get(id).is_some_and(|p| p.group == group))
                     .collect();
                 self.broadcast(&to, &ServerMessage::Chat { message });
             }

@@ -248,7 +248,13 @@ impl World {
 
     /// Codes of the errors client `i` received, in order.
     pub fn errors(&self, i: usize) -> Vec<amphi_client::protocol::ErrorCode> {
-        self.clients[i].p.stats().errors.iter().map(|e| e.code).collect()
+        self.clients[i]
+            .p
+            .stats()
+            .errors
+            .iter()
+            .map(|e| e.code)
+            .collect()
     }
 
     pub fn packets_from(&self, i: usize, from: usize, kind: MediaKind) -> u64 {

@@ -80,7 +80,7 @@ export async function startServer(log, { timeoutMs = 20_000, extraArgs = [] } = 
       for (const line of text.split('\n')) if (line.trim()) log.add(source, line);
       if (source === 'server') {
         buf += text;
-        const m = /listening on (http:\/\/\S+)/.exec(buf);
+        const m = /listening on (https?:\/\/\S+)/.exec(buf);
         if (m) {
           clearTimeout(timer);
           resolve(m[1].replace(/\/?$/, '/'));
@@ -176,7 +176,7 @@ export function denyCamera(page) {
 }
 
 /** One Chromium, with HOME and XDG_* in a temporary folder. */
-export async function launchBrowser(log) {
+export async function launchBrowser(log, { extraArgs = [] } = {}) {
   const root = await mkdtemp(path.join(tmpdir(), 'amphi-chromium-'));
   const home = path.join(root, 'home');
   const profile = path.join(root, 'profile');
@@ -196,7 +196,7 @@ export async function launchBrowser(log) {
     executablePath: CHROMIUM_BIN,
     headless: true,
     permissions: ['camera', 'microphone'],
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
     env,
     locale: 'en-US',
     viewport: { width: 800, height: 600 },

@@ -18,11 +18,15 @@ use tungstenite::{Message, WebSocket};
 use crate::error::ClientError;
 use crate::participant::{ClientOptions, Connection, Output, Participant, Phase};
 use crate::stats::ClientStats;
+use crate::tcp::FramedTcp;
 
 const WS: Token = Token(0);
 const PUB: Token = Token(1);
 const SUB: Token = Token(2);
 const WAKE: Token = Token(3);
+/// ICE-TCP streams (publisher, subscriber), when media goes over TCP.
+const TCP_PUB: Token = Token(4);
+const TCP_SUB: Token = Token(5);
 
 /// Largest datagram read; anything longer is truncated (and then refused).
 const UDP_BUF: usize = 2048;
@@ -91,6 +95,9 @@ pub struct Client {
     pub udp_send_drops: u64,
     /// Simulated network failure: all UDP in and out is dropped.
     media_cut: bool,
+    /// With [`ClientOptions::ice_tcp`]: the publisher's and the subscriber's
+    /// framed TCP streams to the server (the UDP sockets then stay unused).
+    tcp: Vec<FramedTcp>,
 }
 
 impl std::fmt::Debug for Client {
@@ -118,8 +125,14 @@ pub fn connect(url: &str, token: &str, opts: ClientOptions) -> Result<Client, Cl
     let sub_std = std::net::UdpSocket::bind((local_ip, 0))?;
     pub_std.set_nonblocking(true)?;
     sub_std.set_nonblocking(true)?;
-    let pub_addr = pub_std.local_addr()?;
-    let sub_addr = sub_std.local_addr()?;
+    let (pub_addr, sub_addr, tcp) = match opts.ice_tcp {
+        Some(server) => {
+            let p = FramedTcp::connect(server, join_timeout)?;
+            let s = FramedTcp::connect(server, join_timeout)?;
+            (p.local, s.local, vec![p, s])
+        }
+        None => (pub_std.local_addr()?, sub_std.local_addr()?, Vec::new()),
+    };
     let participant = Participant::new(token, opts, pub_addr, sub_addr, Instant::now())?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -135,6 +148,7 @@ pub fn connect(url: &str, token: &str, opts: ClientOptions) -> Result<Client, Cl
         buf: vec![0; UDP_BUF],
         udp_send_drops: 0,
         media_cut: false,
+        tcp,
     };
     client.join(join_timeout)?;
     client.go_nonblocking()?;
@@ -183,6 +197,13 @@ impl Client {
         )?;
         registry.register(&mut self.pub_sock, PUB, Interest::READABLE)?;
         registry.register(&mut self.sub_sock, SUB, Interest::READABLE)?;
+        for (t, token) in self.tcp.iter_mut().zip([TCP_PUB, TCP_SUB]) {
+            registry.register(
+                &mut t.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+        }
         Ok(())
     }
 
@@ -232,6 +253,12 @@ impl Client {
         let deadline = loop {
             match self.participant.poll_output() {
                 Output::Transmit(_) if self.media_cut => {}
+                Output::Transmit(t) if !self.tcp.is_empty() => {
+                    match self.tcp.iter_mut().find(|s| s.local == t.source) {
+                        Some(s) => s.send(&t.contents),
+                        None => debug!(source = %t.source, "transmit from unknown address"),
+                    }
+                }
                 Output::Transmit(t) => {
                     let sock = if t.source == self.participant.local_addr(Connection::Publisher) {
                         &self.pub_sock
@@ -340,6 +367,23 @@ impl Client {
         }
     }
 
+    fn read_tcp(&mut self) -> Result<(), ClientError> {
+        for i in 0..self.tcp.len() {
+            self.tcp[i].flush();
+            let frames = self.tcp[i].read_frames();
+            let (local, peer) = (self.tcp[i].local, self.tcp[i].peer);
+            for frame in frames {
+                if self.media_cut {
+                    continue;
+                }
+                self.participant
+                    .handle_datagram(Instant::now(), peer, local, &frame);
+                self.drain()?;
+            }
+        }
+        Ok(())
+    }
+
     /// One round: carry out outputs, wait for input (at most `max_wait`),
     /// feed it in, advance time.
     pub fn turn(&mut self, max_wait: Duration) -> Result<(), ClientError> {
@@ -359,6 +403,7 @@ impl Client {
         self.read_ws();
         self.read_udp(Connection::Publisher)?;
         self.read_udp(Connection::Subscriber)?;
+        self.read_tcp()?;
         self.participant.handle_timeout(Instant::now());
         self.drain()?;
         Ok(())

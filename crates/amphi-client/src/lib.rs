@@ -28,14 +28,17 @@
 
 mod driver;
 mod error;
+mod latency;
 mod participant;
 mod server_process;
 mod stats;
 pub mod synth;
+mod tcp;
 mod test_participant;
 
 pub use driver::{Client, RawSignalling, Received, connect, open_websocket, rtc_url};
 pub use error::ClientError;
+pub use latency::LatencyHistogram;
 pub use participant::{
     ClientOptions, CloseReason, Connection, Output, Participant, Phase, sdp_candidates,
 };

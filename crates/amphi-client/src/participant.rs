@@ -17,7 +17,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::dtls::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequest, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use tracing::{debug, info, warn};
@@ -40,6 +40,10 @@ pub struct ClientOptions {
     /// Opus packet payload size in bytes (one packet per 20 ms).
     pub audio_packet_size: usize,
     pub video: VideoShape,
+    /// RTP packets of a keyframe; `None`: as many as any other frame
+    /// (`video.packets_per_frame`). Real encoders make keyframes several
+    /// times larger than the frames between them.
+    pub keyframe_packets: Option<usize>,
     pub video_fps: u32,
     /// A keyframe at least this often, besides those asked for.
     pub keyframe_interval: Duration,
@@ -57,6 +61,10 @@ pub struct ClientOptions {
     /// connection is the most expensive part of setting up; a load
     /// generator should generate one and share it).
     pub dtls_cert: Option<DtlsCert>,
+    /// Carry media over ICE-TCP instead of UDP: connect to the server's
+    /// passive TCP candidate at this address (RFC 6544/4571), one TCP
+    /// connection per peer connection. `None`: UDP.
+    pub ice_tcp: Option<SocketAddr>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -68,6 +76,7 @@ impl fmt::Debug for ClientOptions {
             .field("publish_video", &self.publish_video)
             .field("audio_packet_size", &self.audio_packet_size)
             .field("video", &self.video)
+            .field("keyframe_packets", &self.keyframe_packets)
             .field("video_fps", &self.video_fps)
             .field("keyframe_interval", &self.keyframe_interval)
             .field("ping_interval", &self.ping_interval)
@@ -75,6 +84,7 @@ impl fmt::Debug for ClientOptions {
             .field("bind_ip", &self.bind_ip)
             .field("ignore_permissions", &self.ignore_permissions)
             .field("dtls_cert", &self.dtls_cert.as_ref().map(|_| "…"))
+            .field("ice_tcp", &self.ice_tcp)
             .finish()
     }
 }
@@ -93,6 +103,7 @@ impl Default for ClientOptions {
                 packets_per_frame: 3,
                 packet_size: 900,
             },
+            keyframe_packets: None,
             video_fps: 30,
             keyframe_interval: Duration::from_secs(2),
             ping_interval: Some(Duration::from_secs(5)),
@@ -100,6 +111,7 @@ impl Default for ClientOptions {
             bind_ip: None,
             ignore_permissions: false,
             dtls_cert: None,
+            ice_tcp: None,
         }
     }
 }
@@ -298,8 +310,17 @@ impl Participant {
         let mut publisher = build(true);
         let mut subscriber = build(false);
         for (rtc, addr) in [(&mut publisher, pub_addr), (&mut subscriber, sub_addr)] {
-            let c = Candidate::host(addr, "udp")
-                .map_err(|e| ClientError::Setup(format!("host candidate {addr}: {e}")))?;
+            // Over ICE-TCP the address is that of an already connected
+            // stream: an active candidate, paired with the server's passive one.
+            let c = match opts.ice_tcp {
+                Some(_) => Candidate::builder()
+                    .tcp()
+                    .host(addr)
+                    .tcptype(TcpType::Active)
+                    .build(),
+                None => Candidate::host(addr, "udp"),
+            }
+            .map_err(|e| ClientError::Setup(format!("host candidate {addr}: {e}")))?;
             rtc.add_local_candidate(c)
                 .ok_or_else(|| ClientError::Setup(format!("candidate {addr} refused")))?;
         }
@@ -387,7 +408,7 @@ impl Participant {
         let input = Input::Receive(
             self.now,
             Receive {
-                proto: Protocol::Udp,
+                proto: self.proto(),
                 source,
                 destination,
                 contents,
@@ -395,6 +416,14 @@ impl Participant {
         );
         self.route(destination)
             .is_some_and(|c| self.rtc(c).accepts(&input))
+    }
+
+    /// The transport media uses (see [`ClientOptions::ice_tcp`]).
+    pub fn proto(&self) -> Protocol {
+        match self.opts.ice_tcp {
+            Some(_) => Protocol::Tcp,
+            None => Protocol::Udp,
+        }
     }
 
     fn route(&self, destination: SocketAddr) -> Option<Connection> {
@@ -431,7 +460,7 @@ impl Participant {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto: self.proto(),
                 source,
                 destination,
                 contents,
@@ -705,6 +734,7 @@ impl Participant {
             | ServerMessage::MuteRequested { .. }
             | ServerMessage::UnmuteRequested { .. }
             | ServerMessage::PermissionsUpdated { .. }
+            // The server drains (SIGTERM); the call goes on.
             | ServerMessage::Draining {}) => self.stats.classroom.push(other),
         }
     }
@@ -1000,6 +1030,7 @@ impl Participant {
             c.stamped += 1;
             c.latency_sum_us += lat;
             c.latency_max_us = c.latency_max_us.max(lat);
+            self.stats.latency.record(lat);
         }
     }
 
@@ -1032,7 +1063,11 @@ impl Participant {
                     || v.last_keyframe.is_none_or(|k| {
                         now.saturating_duration_since(k) >= self.opts.keyframe_interval
                     });
-                let packets = synth::vp8_frame(&self.opts.video, key, v.picture_id, stamp);
+                let mut shape = self.opts.video;
+                if key && let Some(n) = self.opts.keyframe_packets {
+                    shape.packets_per_frame = n;
+                }
+                let packets = synth::vp8_frame(&shape, key, v.picture_id, stamp);
                 let mut direct = self.publisher.direct_api();
                 let Some(tx) = direct.stream_tx_by_mid(v.mid, None) else {
                     v.next += interval;

@@ -59,6 +59,9 @@ pub struct ClientStats {
     pub rtc_errors: u64,
     /// Signalling messages from the server that did not parse.
     pub bad_server_messages: u64,
+    /// One-way latency of every stamped packet received, from any
+    /// publisher (for percentiles: the load generator reads it).
+    pub latency: crate::latency::LatencyHistogram,
     /// Classroom messages (chat, room state, moderation), in order.
     pub classroom: Vec<amphi_protocol::ServerMessage>,
 }

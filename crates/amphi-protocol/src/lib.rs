@@ -46,9 +46,14 @@ pub enum ClientMessage {
         tracks: Vec<PublishTrack>,
     },
     /// The answer to the server's latest `subscribe_offer`.
-    SubscribeAnswer { sdp: String },
+    SubscribeAnswer {
+        sdp: String,
+    },
     /// The client muted or unmuted one of its sources.
-    Mute { source: Source, muted: bool },
+    Mute {
+        source: Source,
+        muted: bool,
+    },
     /// Keep-alive; the server answers `pong`.
     Ping {},
     /// The participant leaves; the server closes the connection.
@@ -72,14 +77,24 @@ pub enum ClientMessage {
 
     // ----- moderation (the `moderate` grant) -----
     /// Stops forwarding one source of a participant and asks them to mute it.
-    MuteParticipant { participant: String, source: Source },
+    MuteParticipant {
+        participant: String,
+        source: Source,
+    },
     /// Mutes every microphone but the moderators'.
     MuteAll {},
     /// Asks a participant to unmute; only they can switch it on.
-    RequestUnmute { participant: String, source: Source },
+    RequestUnmute {
+        participant: String,
+        source: Source,
+    },
     /// In ask-to-speak mode, lets a student's microphone through.
-    GiveFloor { participant: String },
-    TakeFloor { participant: String },
+    GiveFloor {
+        participant: String,
+    },
+    TakeFloor {
+        participant: String,
+    },
     /// Changes a participant's role for the rest of their session.
     Promote {
         participant: String,
@@ -95,9 +110,13 @@ pub enum ClientMessage {
         ask_to_speak: Option<bool>,
     },
     /// Lets someone in from the waiting room.
-    Admit { participant: String },
+    Admit {
+        participant: String,
+    },
     /// Turns someone away from the waiting room.
-    Deny { participant: String },
+    Deny {
+        participant: String,
+    },
     /// Removes a participant; their identity cannot come back to this room.
     Remove {
         participant: String,
@@ -122,7 +141,9 @@ pub enum ClientMessage {
         group: Option<String>,
     },
     /// A message to every group at once.
-    BreakoutBroadcast { text: String },
+    BreakoutBroadcast {
+        text: String,
+    },
     /// Brings everyone back to the main room.
     BreakoutEnd {},
 }
@@ -224,7 +245,10 @@ pub enum ServerMessage {
     /// A moderator asks you to unmute; nothing is switched on for you.
     UnmuteRequested { source: Source, by: String },
     /// Your role or rights changed (promotion, floor given or taken).
-    PermissionsUpdated { role: Role, permissions: Permissions },
+    PermissionsUpdated {
+        role: Role,
+        permissions: Permissions,
+    },
 }
 
 /// Room-wide state every participant sees.

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-
 use amphi_protocol::{MediaKind, ParticipantInfo, Permissions, Role, Source};
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;

@@ -1,5 +1,6 @@
-//! The media thread: owns the UDP socket and one [`Sfu`], and runs the
-//! engine's loop. Signalling talks to it only through [`MediaHandle`].
+//! The media thread: owns the UDP socket, the ICE-TCP listener and its
+//! connections (see [`crate::tcp`]), and one [`Sfu`], and runs the engine's
+//! loop. Signalling talks to it only through [`MediaHandle`].
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -7,18 +8,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use amphi_protocol::ServerMessage;
+use amphi_protocol::{IceServer, ServerMessage};
 use amphi_room::{Command, Input, Output, ParticipantId, Sfu, SfuConfig};
-use mio::net::UdpSocket;
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use str0m::net::{Protocol, Receive};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, warn};
 
+use crate::metrics::MediaObserver;
+use crate::tcp::{Fill, TcpMedia};
+
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+const TCP_LISTENER: Token = Token(2);
+/// Tokens from here up are ICE-TCP connections.
+const FIRST_TCP_CONN: usize = 16;
+/// How often idle ICE-TCP connections are looked for.
+const TCP_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the media thread sends back to one participant's signalling task.
 // Moved once through a channel; `Close` is rare, so its small size wastes little.
@@ -32,8 +41,16 @@ pub enum ToSession {
 
 enum Request {
     Command(Command, Option<UnboundedSender<ToSession>>),
+    /// SIGTERM: tell everyone, take no new rooms (see `MediaObserver`).
+    Drain,
     Shutdown,
+    /// From now on, add these to each participant's `joined.ice_servers`.
+    IceServers(IceServersFn),
 }
+
+/// Per-participant ICE servers (TURN credentials are per participant and
+/// short-lived, so they are made at each join, by participant id).
+pub type IceServersFn = Arc<dyn Fn(&str) -> Vec<IceServer> + Send + Sync>;
 
 /// The signalling side's end of the media thread.
 #[derive(Clone)]
@@ -41,6 +58,8 @@ pub struct MediaHandle {
     tx: Sender<Request>,
     waker: Arc<Waker>,
     pub udp_addr: SocketAddr,
+    /// The ICE-TCP listener's address, when ICE-TCP is on.
+    pub tcp_addr: Option<SocketAddr>,
 }
 
 impl MediaHandle {
@@ -53,17 +72,35 @@ impl MediaHandle {
         }
     }
 
+    /// Adds per-participant ICE servers (the embedded TURN server's) to
+    /// every later `joined`. Call before serving signalling.
+    pub fn set_ice_servers(&self, f: IceServersFn) {
+        let _ = self.tx.send(Request::IceServers(f));
+        let _ = self.waker.wake();
+    }
+
     pub fn shutdown(&self) {
         let _ = self.tx.send(Request::Shutdown);
         let _ = self.waker.wake();
     }
+
+    /// Sends `draining` to every participant; new rooms are refused from
+    /// the moment `Ops::start_draining` was called.
+    pub fn drain(&self) {
+        let _ = self.tx.send(Request::Drain);
+        let _ = self.waker.wake();
+    }
 }
 
-/// Binds the UDP socket and starts the media thread.
+/// Binds the UDP socket (and the ICE-TCP listener at `tcp_bind`, if any)
+/// and starts the media thread. `advertise` maps a bound address to the
+/// addresses clients are told to use for it (public IPs behind 1:1 NAT).
 pub fn start(
     bind: SocketAddr,
+    tcp_bind: Option<SocketAddr>,
     mut config: SfuConfig,
-    advertise: impl FnOnce(SocketAddr) -> anyhow::Result<Vec<SocketAddr>>,
+    advertise: impl Fn(SocketAddr) -> anyhow::Result<Vec<SocketAddr>>,
+    observer: MediaObserver,
 ) -> anyhow::Result<(MediaHandle, JoinHandle<()>)> {
     let std_socket = std::net::UdpSocket::bind(bind)
         .map_err(|e| anyhow::anyhow!("cannot bind the media UDP socket to {bind}: {e}"))?;
@@ -74,6 +111,25 @@ pub fn start(
     let poll = Poll::new()?;
     poll.registry()
         .register(&mut socket, SOCKET, Interest::READABLE)?;
+    let tcp = match tcp_bind {
+        Some(tcp_bind) => {
+            let std_listener = std::net::TcpListener::bind(tcp_bind).map_err(|e| {
+                anyhow::anyhow!("cannot bind the ICE-TCP listener to {tcp_bind}: {e}")
+            })?;
+            std_listener.set_nonblocking(true)?;
+            config.tcp_candidates = advertise(std_listener.local_addr()?)?;
+            let listener = TcpListener::from_std(std_listener);
+            Some(TcpMedia::new(
+                listener,
+                poll.registry(),
+                TCP_LISTENER,
+                FIRST_TCP_CONN,
+            )?)
+        }
+        None => None,
+    };
+    let tcp_addr = tcp.as_ref().and_then(|t| t.local_addr());
+    let tcp_destination = config.tcp_candidates.first().copied().or(tcp_addr);
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
     // Datagrams arrive addressed to the bound socket; str0m wants to see the
@@ -89,16 +145,25 @@ pub fn start(
                 rx,
                 sessions: HashMap::new(),
                 destination,
+                tcp,
+                tcp_destination,
+                next_sweep: Instant::now() + TCP_SWEEP_EVERY,
+                ready: Vec::new(),
+                observer,
+                ice_servers: None,
             };
+            media.observer.started();
             if let Err(e) = media.run() {
                 error!("media thread stopped: {e}");
             }
+            media.observer.stopped();
         })?;
     Ok((
         MediaHandle {
             tx,
             waker,
             udp_addr: local,
+            tcp_addr,
         },
         thread,
     ))
@@ -111,6 +176,15 @@ struct MediaLoop {
     rx: Receiver<Request>,
     sessions: HashMap<ParticipantId, UnboundedSender<ToSession>>,
     destination: SocketAddr,
+    tcp: Option<TcpMedia>,
+    /// The advertised TCP candidate that framed packets are addressed to.
+    tcp_destination: Option<SocketAddr>,
+    next_sweep: Instant,
+    /// Readiness of TCP sockets from the last poll: (token, readable, writable).
+    ready: Vec<(Token, bool, bool)>,
+    /// Metrics, webhooks and draining (crate::metrics).
+    observer: MediaObserver,
+    ice_servers: Option<IceServersFn>,
 }
 
 impl MediaLoop {
@@ -123,17 +197,127 @@ impl MediaLoop {
                 return Ok(());
             }
             self.read_socket(&mut buf);
-            let timeout = self.flush();
+            self.serve_tcp();
+            let mut timeout = self.flush();
             let now = Instant::now();
+            self.observer.tick(&self.sfu, now, false);
             if timeout <= now {
                 self.sfu.handle_input(Input::Timeout(now));
                 continue;
             }
-            match self.poll.poll(&mut events, Some(timeout - now)) {
+            if self.tcp.is_some() {
+                timeout = timeout.min(self.next_sweep);
+            }
+            let wait = if self.tcp.as_ref().is_some_and(TcpMedia::has_pending) {
+                // Data already waits on a connection that used up its turn.
+                Duration::ZERO
+            } else {
+                timeout.saturating_duration_since(now)
+            };
+            match self.poll.poll(&mut events, Some(wait)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+            if self.tcp.is_some() {
+                self.ready.extend(
+                    events
+                        .iter()
+                        .filter(|e| e.token() != SOCKET && e.token() != WAKER)
+                        .map(|e| {
+                            (
+                                e.token(),
+                                e.is_readable() || e.is_read_closed() || e.is_error(),
+                                e.is_writable(),
+                            )
+                        }),
+                );
+            }
+        }
+    }
+
+    /// Accepts ICE-TCP connections, reads their frames into the engine,
+    /// writes what is queued, and closes idle ones.
+    fn serve_tcp(&mut self) {
+        let Some(tcp) = self.tcp.as_mut() else {
+            return;
+        };
+        let registry = self.poll.registry();
+        let now = Instant::now();
+        let mut to_read = tcp.take_pending();
+        for (token, readable, writable) in std::mem::take(&mut self.ready) {
+            if tcp.is_listener(token) {
+                tcp.accept(registry, now);
+            } else if tcp.owns(token) {
+                if writable {
+                    tcp.flush(registry, token);
+                }
+                if readable && !to_read.contains(&token) {
+                    to_read.push(token);
+                }
+            }
+        }
+        for token in to_read {
+            self.read_tcp(token);
+        }
+        if now >= self.next_sweep {
+            if let Some(tcp) = self.tcp.as_mut() {
+                tcp.sweep(self.poll.registry(), now);
+            }
+            self.next_sweep = now + TCP_SWEEP_EVERY;
+        }
+    }
+
+    /// Reads one connection (up to its budget) and hands every complete
+    /// frame to the engine. A frame that is no WebRTC packet closes this
+    /// connection only.
+    fn read_tcp(&mut self, token: Token) {
+        let Some(destination) = self.tcp_destination else {
+            return;
+        };
+        for _ in 0..TcpMedia::reads_per_turn() {
+            let Some(tcp) = self.tcp.as_mut() else {
+                return;
+            };
+            let Some(peer) = tcp.peer(token) else {
+                return;
+            };
+            match tcp.fill(token) {
+                Fill::Data => {}
+                Fill::WouldBlock => return,
+                Fill::Closed => {
+                    tcp.close(self.poll.registry(), token);
+                    return;
+                }
+            }
+            loop {
+                let Some(tcp) = self.tcp.as_mut() else {
+                    return;
+                };
+                let now = Instant::now();
+                let garbage = match tcp.next_frame(token, now) {
+                    Ok(None) => break,
+                    Ok(Some(frame)) => {
+                        match Receive::new(Protocol::Tcp, peer, destination, frame) {
+                            Ok(receive) => {
+                                self.sfu.handle_input(Input::Receive(now, receive));
+                                false
+                            }
+                            Err(_) => true,
+                        }
+                    }
+                    Err(_) => true,
+                };
+                if garbage {
+                    debug!(%peer, "ICE-TCP: not a WebRTC packet; connection closed");
+                    tcp.close(self.poll.registry(), token);
+                    return;
+                }
+                self.flush();
+            }
+        }
+        if let Some(tcp) = self.tcp.as_mut() {
+            tcp.defer(token);
         }
     }
 
@@ -143,6 +327,17 @@ impl MediaLoop {
             match self.rx.try_recv() {
                 Ok(Request::Command(command, session)) => {
                     let leaving = match (&command, session) {
+                        (Command::Join(req), Some(tx))
+                            if self.observer.refuse_join(&self.sfu, &req.room) =>
+                        {
+                            let bye = ServerMessage::Bye {
+                                reason: amphi_protocol::LeaveReason::ServerShutdown,
+                                message: None,
+                            };
+                            let _ = tx.send(ToSession::Message(bye));
+                            let _ = tx.send(ToSession::Close);
+                            continue;
+                        }
                         (Command::Join(req), Some(tx)) => {
                             self.sessions.insert(req.participant, tx);
                             None
@@ -157,7 +352,27 @@ impl MediaLoop {
                         self.sessions.remove(&participant);
                     }
                 }
-                Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Request::IceServers(f)) => self.ice_servers = Some(f),
+                Ok(Request::Drain) => {
+                    for tx in self.sessions.values() {
+                        let _ = tx.send(ToSession::Message(ServerMessage::Draining {}));
+                    }
+                    // The drain waits for rooms to end: give it fresh numbers.
+                    self.observer.tick(&self.sfu, Instant::now(), true);
+                }
+                Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    // Whoever is still here is told why before the sockets close.
+                    for (_, tx) in self.sessions.drain() {
+                        let bye = ServerMessage::Bye {
+                            reason: amphi_protocol::LeaveReason::ServerShutdown,
+                            message: None,
+                        };
+                        let _ = tx.send(ToSession::Message(bye));
+                        let _ = tx.send(ToSession::Close);
+                    }
+                    self.observer.tick(&self.sfu, Instant::now(), true);
+                    return false;
+                }
                 Err(TryRecvError::Empty) => return true,
             }
         }
@@ -167,6 +382,7 @@ impl MediaLoop {
         loop {
             match self.socket.recv_from(buf) {
                 Ok((n, source)) => {
+                    self.observer.received(n);
                     let now = Instant::now();
                     match Receive::new(Protocol::Udp, source, self.destination, &buf[..n]) {
                         Ok(receive) => self.sfu.handle_input(Input::Receive(now, receive)),
@@ -189,7 +405,17 @@ impl MediaLoop {
     fn flush(&mut self) -> Instant {
         loop {
             match self.sfu.poll_output() {
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    let sent = self.tcp.as_mut().is_some_and(|tcp| {
+                        tcp.send(self.poll.registry(), t.destination, &t.contents)
+                    });
+                    if !sent {
+                        // The connection closed; ICE notices the silence.
+                        debug!(destination = %t.destination, "no ICE-TCP connection: dropped");
+                    }
+                }
                 Output::Transmit(t) => {
+                    self.observer.sent(t.contents.len());
                     if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
                         // A full socket buffer or an unreachable peer loses
                         // this datagram only; RTP and ICE recover.
@@ -198,8 +424,14 @@ impl MediaLoop {
                 }
                 Output::Signal {
                     participant,
-                    message,
+                    mut message,
                 } => {
+                    if let (ServerMessage::Joined { ice_servers, .. }, Some(f)) =
+                        (&mut message, &self.ice_servers)
+                    {
+                        ice_servers.extend(f(&participant.to_string()));
+                    }
+                    self.observer.signal(&message);
                     if let Some(tx) = self.sessions.get(&participant) {
                         let _ = tx.send(ToSession::Message(message));
                     }
@@ -212,7 +444,7 @@ impl MediaLoop {
                     }
                 }
                 // Not wired to anything yet: webhooks and metrics will.
-                Output::Event(event) => debug!(?event, "room event"),
+                Output::Event(event) => self.observer.event(event),
                 Output::Timeout(t) => return t,
             }
         }

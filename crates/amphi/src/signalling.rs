@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::media::ToSession;
+use crate::metrics::JoinFailure;
 use crate::state::AppState;
 
 /// The server pings this often; browsers answer by themselves.
@@ -70,6 +71,7 @@ async fn wait_for_join(socket: &mut WebSocket, state: &AppState) -> Option<Joine
         let frame = tokio::time::timeout_at(deadline, socket.recv()).await;
         let text = match frame {
             Err(_) => {
+                state.ops.join_failed(JoinFailure::NoJoin);
                 send(
                     socket,
                     &ServerMessage::error(ErrorCode::Unauthorized, "no join message in time"),
@@ -113,6 +115,7 @@ async fn wait_for_join(socket: &mut WebSocket, state: &AppState) -> Option<Joine
             Ok(v) => v,
             Err(e) => {
                 info!(reason = %e, "join refused");
+                state.ops.join_failed(JoinFailure::Unauthorized);
                 send(
                     socket,
                     &ServerMessage::error(ErrorCode::Unauthorized, e.to_string()),
@@ -123,6 +126,7 @@ async fn wait_for_join(socket: &mut WebSocket, state: &AppState) -> Option<Joine
         };
         let p = &verified.permissions;
         if !p.subscribe && !p.publish {
+            state.ops.join_failed(JoinFailure::Forbidden);
             send(
                 socket,
                 &ServerMessage::error(

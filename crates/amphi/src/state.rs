@@ -3,6 +3,7 @@ use std::sync::Arc;
 use amphi_auth::KeySet;
 
 use crate::media::MediaHandle;
+use crate::metrics::Ops;
 
 /// What every HTTP and WebSocket handler shares.
 #[derive(Clone)]
@@ -11,4 +12,6 @@ pub struct AppState {
     pub media: MediaHandle,
     /// The open development mode (`--dev`): the landing page may mint tokens.
     pub dev: bool,
+    /// Health, draining and counters (crate::metrics).
+    pub ops: Arc<Ops>,
 }

@@ -30,7 +30,11 @@ pub fn router(state: AppState) -> Router {
     if state.dev {
         router = router.route("/api/dev/token", post(dev_token));
     }
-    router.fallback(get(static_file)).with_state(state)
+    let health = crate::metrics::health_routes(state.ops.clone());
+    router
+        .fallback(get(static_file))
+        .with_state(state)
+        .merge(health)
 }
 
 async fn rtc(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {

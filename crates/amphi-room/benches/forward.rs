@@ -1,0 +1,363 @@
+//! The engine's packet path, in memory: one publisher (amphi-client's real
+//! str0m participant: SRTP, RTCP) sending 720p-sized VP8 and Opus to 1, 10
+//! and 100 subscribers through [`Sfu`], on a simulated clock, as
+//! `tests/call.rs` drives it.
+//!
+//! Only the engine's own work is timed: every `Sfu::handle_input` and the
+//! `poll_output` loop after it (decrypting, forwarding, encrypting each
+//! copy, RTCP from subscribers, timers). The clients' work is not.
+//! Criterion reports time per *incoming* packet, with the fan-out as the
+//! throughput, so "elements/s" is forwarded packets per second; time per
+//! forwarded packet is the time divided by the fan-out.
+//!
+//! Before the timings, it prints heap allocations per forwarded packet on
+//! the steady path (a counting global allocator). The target is zero.
+//!
+//! `cargo bench -p amphi-room --bench forward`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use amphi_client::protocol::{ClientMessage, Permissions, Role, Source};
+use amphi_client::{ClientOptions, Connection, Output as ClientOutput, Participant, VideoShape};
+use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use str0m::net::{Protocol, Receive, Transmit};
+
+// ----- counting allocator ------------------------------------------------
+
+struct Counting;
+
+/// Count only while the engine runs (the clients allocate freely).
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ----- an in-memory call -------------------------------------------------
+
+const SERVER: &str = "127.0.0.1:5000";
+const TICK: Duration = Duration::from_millis(1);
+
+struct Client {
+    pid: ParticipantId,
+    p: Participant,
+}
+
+struct World {
+    sfu: Sfu,
+    clients: Vec<Client>,
+    now: Instant,
+    server: SocketAddr,
+    wire: VecDeque<Transmit>,
+    /// Time spent inside the engine.
+    engine: Duration,
+}
+
+fn publisher_options() -> ClientOptions {
+    ClientOptions {
+        video: VideoShape {
+            width: 1280,
+            height: 720,
+            packets_per_frame: 5,
+            packet_size: 1_200,
+        },
+        keyframe_packets: Some(30),
+        keyframe_interval: Duration::from_secs(3),
+        ping_interval: None,
+        ..ClientOptions::default()
+    }
+}
+
+impl World {
+    /// One publisher and `subscribers` receivers, connected and flowing.
+    fn new(subscribers: usize) -> World {
+        let server: SocketAddr = SERVER.parse().expect("address");
+        let now = Instant::now();
+        let sfu = Sfu::new(
+            SfuConfig {
+                candidates: vec![server],
+                max_participants_per_room: subscribers + 1,
+                ..SfuConfig::default()
+            },
+            now,
+        );
+        let mut w = World {
+            sfu,
+            clients: Vec::new(),
+            now,
+            server,
+            wire: VecDeque::new(),
+            engine: Duration::ZERO,
+        };
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        for i in 0..=subscribers {
+            let mut opts = if i == 0 {
+                publisher_options()
+            } else {
+                ClientOptions {
+                    ping_interval: None,
+                    ..ClientOptions::subscriber_only()
+                }
+            };
+            opts.dtls_cert = cert.clone();
+            let port = 6000 + 2 * i as u16;
+            let a: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+            let b: SocketAddr = format!("127.0.0.1:{}", port + 1).parse().expect("address");
+            let p = Participant::new("unchecked", opts, a, b, w.now).expect("participant");
+            w.clients.push(Client {
+                pid: ParticipantId(100 + i as u64),
+                p,
+            });
+        }
+        // Connect, then run until the last subscriber gets video.
+        for _ in 0..20_000 {
+            w.tick();
+            let flowing = w.clients[1..].iter().all(|c| {
+                c.p.stats()
+                    .received
+                    .values()
+                    .map(|r| r.packets)
+                    .sum::<u64>()
+                    > 100
+            });
+            if flowing {
+                break;
+            }
+        }
+        assert!(
+            w.sfu.stats().rtp_packets_out > 0,
+            "the call did not start: {:?}",
+            w.sfu.stats()
+        );
+        // A few seconds of steady state, so allocations that happen once
+        // (buffers growing to their size) are over.
+        for _ in 0..3_000 {
+            w.tick();
+        }
+        w
+    }
+
+    fn timed<T>(&mut self, f: impl FnOnce(&mut Sfu) -> T) -> T {
+        // Allocations are counted (when asked) inside the engine only.
+        COUNTING.store(
+            COUNTING_IN_ENGINE.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let t = Instant::now();
+        let out = f(&mut self.sfu);
+        self.engine += t.elapsed();
+        COUNTING.store(false, Ordering::Relaxed);
+        out
+    }
+
+    /// One millisecond of the call.
+    fn tick(&mut self) {
+        self.now += TICK;
+        let now = self.now;
+        self.timed(|s| s.handle_input(Input::Timeout(now)));
+        self.drain_server();
+        for c in &mut self.clients {
+            c.p.handle_timeout(now);
+        }
+        for i in 0..self.clients.len() {
+            self.drain_client(i);
+        }
+        // Deliver one datagram at a time, draining the receiver after each:
+        // str0m in RTP mode hands out one packet per input.
+        while let Some(t) = self.wire.pop_front() {
+            if t.destination == self.server {
+                let Ok(r) = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
+                else {
+                    continue;
+                };
+                self.timed(|s| s.handle_input(Input::Receive(now, r)));
+                self.drain_server();
+                continue;
+            }
+            let Some(i) = self.clients.iter().position(|c| {
+                c.p.local_addr(Connection::Publisher) == t.destination
+                    || c.p.local_addr(Connection::Subscriber) == t.destination
+            }) else {
+                continue;
+            };
+            self.clients[i]
+                .p
+                .handle_datagram(now, t.source, t.destination, &t.contents);
+            self.drain_client(i);
+        }
+    }
+
+    fn drain_client(&mut self, i: usize) {
+        let now = self.now;
+        loop {
+            let c = &mut self.clients[i];
+            match c.p.poll_output() {
+                ClientOutput::Timeout(_) => return,
+                ClientOutput::Transmit(t) => self.wire.push_back(t),
+                ClientOutput::Signal(m) => {
+                    let pid = c.pid;
+                    let cmd = match m {
+                        ClientMessage::Join { .. } => Command::Join(JoinRequest {
+                            participant: pid,
+                            room: "bench".into(),
+                            identity: format!("user-{}", pid.0),
+                            name: format!("User {}", pid.0),
+                            role: Role::Teacher,
+                            permissions: Permissions {
+                                publish: true,
+                                subscribe: true,
+                                publish_sources: Source::ALL.to_vec(),
+                                chat: true,
+                                moderate: true,
+                            },
+                        }),
+                        message => Command::Message {
+                            participant: pid,
+                            message,
+                        },
+                    };
+                    self.timed(|s| s.handle_input(Input::Command(now, cmd)));
+                    self.drain_server();
+                }
+            }
+        }
+    }
+
+    fn drain_server(&mut self) {
+        loop {
+            match self.timed(|s| s.poll_output()) {
+                Output::Timeout(_) => return,
+                Output::Transmit(t) => self.wire.push_back(t),
+                Output::Signal {
+                    participant,
+                    message,
+                } => {
+                    if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
+                        c.p.handle_signal(message);
+                    }
+                }
+                Output::Close { participant } => {
+                    if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
+                        c.p.handle_signalling_closed();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs until at least `packets` more publisher packets entered the
+    /// engine; returns (engine time, packets in, packets out).
+    fn run_packets(&mut self, packets: u64) -> (Duration, u64, u64) {
+        let (in0, out0) = (
+            self.sfu.stats().rtp_packets_in,
+            self.sfu.stats().rtp_packets_out,
+        );
+        self.engine = Duration::ZERO;
+        while self.sfu.stats().rtp_packets_in - in0 < packets {
+            self.tick();
+        }
+        let s = self.sfu.stats();
+        (
+            self.engine,
+            s.rtp_packets_in - in0,
+            s.rtp_packets_out - out0,
+        )
+    }
+}
+
+/// Set while `allocations` runs: `World::timed` then counts.
+static COUNTING_IN_ENGINE: AtomicBool = AtomicBool::new(false);
+
+/// Allocations per forwarded packet on the steady path, printed.
+fn allocations(fanout: usize) {
+    let mut w = World::new(fanout);
+    // The allocator counts while the engine runs only: wrap the engine.
+    let (in0, out0) = (w.sfu.stats().rtp_packets_in, w.sfu.stats().rtp_packets_out);
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    let mut spent = Duration::ZERO;
+    while w.sfu.stats().rtp_packets_in - in0 < 2_000 {
+        w.engine = Duration::ZERO;
+        COUNTING_IN_ENGINE.store(true, Ordering::Relaxed);
+        w.tick();
+        COUNTING_IN_ENGINE.store(false, Ordering::Relaxed);
+        spent += w.engine;
+    }
+    let allocs = ALLOCATIONS.load(Ordering::Relaxed);
+    let s = w.sfu.stats();
+    let (pin, pout) = (s.rtp_packets_in - in0, s.rtp_packets_out - out0);
+    println!(
+        "allocations 1 -> {fanout:>3}: {:.2} per forwarded packet, {:.1} per incoming packet \
+         ({allocs} allocations, {pin} packets in, {pout} out, {:.0} ns engine time per forwarded packet)",
+        allocs as f64 / pout.max(1) as f64,
+        allocs as f64 / pin.max(1) as f64,
+        spent.as_nanos() as f64 / pout.max(1) as f64,
+    );
+}
+
+fn forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("forward");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for fanout in [1usize, 10, 100] {
+        let mut w = World::new(fanout);
+        group.throughput(Throughput::Elements(fanout as u64));
+        group.bench_function(BenchmarkId::new("fanout", fanout), |b| {
+            b.iter_custom(|iters| {
+                let (t, pin, _) = w.run_packets(iters);
+                black_box(pin);
+                // Scale to exactly `iters` packets (a tick may carry more).
+                t.mul_f64(iters as f64 / pin.max(1) as f64)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    for fanout in [1, 10, 100] {
+        allocations(fanout);
+    }
+    forward(&mut c);
+    c.final_summary();
+}

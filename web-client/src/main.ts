@@ -15,6 +15,31 @@
 //             data-testid="toggle-mic", "toggle-camera" (data-state="on|off"),
 //             "leave", "conn-status" (connection banner), "participant-count",
 //             "enable-sound" (shown when autoplay blocked remote audio)
+//   classroom (room.ts header lists them all):
+//             controls: "toggle-hand" (aria-pressed; data-state="raised|down"),
+//             "toggle-screen" (shown with the screen_share right), "chat-toggle",
+//             "participants-toggle" with its "lobby-badge", "help" (shortcuts
+//             dialog "help-dialog"), "lang-toggle" (English / French);
+//             tiles: a raised hand is the tile's "hand" (its text: the order);
+//             chat: "chat-panel", "chat-to", "chat-input", "chat-count",
+//             "chat-send", "chat-error", each "chat-message" with "chat-text";
+//             people: "participants" (panel), "hands-list" (in order), each
+//             "person" (data-participant-id, data-hand, data-mic);
+//             moderators: "mute-<id>", "ask-unmute-<id>", "stop-camera-<id>",
+//             "ask-camera-<id>", "floor-<id>", "lower-hand-<id>", "promote-<id>"
+//             (select), "move-<id>" (select, during breakouts), "remove-<id>"
+//             (dialog "remove-dialog": "remove-reason", "remove-dialog-confirm"),
+//             "setting-waiting-room", "setting-lock", "setting-ask-to-speak",
+//             "mute-all", "end-room" (dialog "end-dialog"), "breakout-start"
+//             (dialog "breakout-dialog": "breakout-count", "breakout-random",
+//             "breakout-manual", "breakout-assign-<id>", "breakout-dialog-confirm"),
+//             "breakout-end", "visit-<group id>", "visit-main", "breakout-message",
+//             "breakout-broadcast"; waiting list "lobby" with "admit-<id>",
+//             "deny-<id>" and the live region "lobby-notice";
+//             students: "waiting" (waiting page), "unmute-prompt" with
+//             "unmute-accept" / "unmute-dismiss", "group-name".
+//             Every dialog's buttons: "<dialog>-confirm", "<dialog>-cancel".
+//             Shortcuts (not while typing): M microphone, V camera, H hand, ? help.
 //   screens:  data-testid="error" (with "error-detail": the server's message),
 //             "left" and its "rejoin" button
 import './styles.css';

@@ -11,7 +11,10 @@ export type LeaveReason =
   | 'timeout'
   | 'replaced'
   | 'media_failed'
-  | 'server_shutdown';
+  | 'server_shutdown'
+  | 'removed'
+  | 'denied'
+  | 'room_ended';
 
 export type ErrorCode =
   | 'unauthorized'
@@ -23,10 +26,13 @@ export type ErrorCode =
   | 'sdp_rejected'
   | 'room_full'
   | 'rate_limited'
+  | 'room_locked'
+  | 'room_ended'
+  | 'not_found'
   | 'internal';
 
 /** Codes after which the server closes the socket (ErrorCode::is_fatal). */
-export const FATAL_ERRORS: readonly ErrorCode[] = ['unauthorized', 'forbidden', 'room_full'];
+export const FATAL_ERRORS: readonly ErrorCode[] = ['unauthorized', 'forbidden', 'room_full', 'room_locked', 'room_ended'];
 
 export interface TrackInfo {
   id: string;
@@ -41,7 +47,44 @@ export interface ParticipantInfo {
   name: string;
   role: Role;
   tracks: TrackInfo[];
+  hand_raised?: boolean;
+  /** Absent in the main room. */
+  group?: string | null;
+  floor?: boolean;
 }
+
+export interface GroupInfo {
+  id: string;
+  name: string;
+}
+
+export interface RoomState {
+  locked: boolean;
+  waiting_room: boolean;
+  ask_to_speak: boolean;
+  /** Raised hands, in the order they were raised. */
+  hands: string[];
+  groups: GroupInfo[];
+}
+
+export const EMPTY_ROOM_STATE: RoomState = { locked: false, waiting_room: false, ask_to_speak: false, hands: [], groups: [] };
+
+export interface ChatMessage {
+  from: string;
+  from_name: string;
+  text: string;
+  to?: string;
+  broadcast?: boolean;
+  sent_at: number;
+}
+
+export interface LobbyEntry {
+  id: string;
+  name: string;
+  role: Role;
+}
+
+export type Promotion = 'co_teacher' | 'presenter' | 'participant';
 
 export interface Permissions {
   publish: boolean;
@@ -77,7 +120,31 @@ export type ClientMessage =
   | { type: 'subscribe_answer'; sdp: string }
   | { type: 'mute'; source: Source; muted: boolean }
   | { type: 'ping' }
-  | { type: 'leave' };
+  | { type: 'leave' }
+  | { type: 'chat'; text: string; to?: string }
+  | { type: 'raise_hand' }
+  | { type: 'lower_hand'; participant?: string }
+  | { type: 'mute_participant'; participant: string; source: Source }
+  | { type: 'mute_all' }
+  | { type: 'request_unmute'; participant: string; source: Source }
+  | { type: 'give_floor'; participant: string }
+  | { type: 'take_floor'; participant: string }
+  | { type: 'promote'; participant: string; to: Promotion }
+  | { type: 'update_room'; locked?: boolean; waiting_room?: boolean; ask_to_speak?: boolean }
+  | { type: 'admit'; participant: string }
+  | { type: 'deny'; participant: string }
+  | { type: 'remove'; participant: string; reason?: string }
+  | { type: 'end_room' }
+  | { type: 'breakout_start'; groups: number; assignments?: Record<string, number> }
+  | { type: 'breakout_move'; participant: string; group: string | null }
+  | { type: 'breakout_broadcast'; text: string }
+  | { type: 'breakout_end' };
+
+/** Client messages a view may send through the session (not the connection's own). */
+export type ClassroomMessage = Exclude<
+  ClientMessage,
+  { type: 'join' | 'publish_offer' | 'subscribe_answer' | 'mute' | 'ping' | 'leave' }
+>;
 
 export interface JoinedMessage {
   type: 'joined';
@@ -85,6 +152,8 @@ export interface JoinedMessage {
   participant: ParticipantInfo;
   participants: ParticipantInfo[];
   permissions: Permissions;
+  /** Settings, raised hands and breakout groups (absent from older servers). */
+  room_state?: RoomState;
   ice_servers: IceServer[];
 }
 
@@ -103,7 +172,15 @@ export type ServerMessage =
       /** The `type` of the client message this answers, when it is about one. */
       request?: string;
     }
-  | { type: 'bye'; reason: LeaveReason };
+  | { type: 'bye'; reason: LeaveReason; message?: string }
+  | { type: 'draining' }
+  | { type: 'room_updated'; room: RoomState }
+  | { type: 'chat'; message: ChatMessage }
+  | { type: 'waiting' }
+  | { type: 'lobby'; waiting: LobbyEntry[] }
+  | { type: 'mute_requested'; source: Source; by: string }
+  | { type: 'unmute_requested'; source: Source; by: string }
+  | { type: 'permissions_updated'; role: Role; permissions: Permissions };
 
 export const SOURCE_KIND: Record<Source, MediaKind> = {
   camera: 'video',

@@ -6,7 +6,12 @@
 import { signallingUrl } from './api';
 import {
   FATAL_ERRORS,
+  type ChatMessage,
+  type ClassroomMessage,
   type ClientMessage,
+  type LobbyEntry,
+  type Role,
+  type RoomState,
   type ErrorCode,
   type JoinedMessage,
   type LeaveReason,
@@ -27,7 +32,7 @@ export const SILENCE_LIMIT_MS = 10_000;
 /** Reconnection backoff: 1 s, 2 s, 4 s, … at most 10 s. */
 export const BACKOFF_MAX_MS = 10_000;
 
-export type PublishedSource = 'microphone' | 'camera';
+export type PublishedSource = 'microphone' | 'camera' | 'screen_share';
 
 export interface LocalSource {
   track: MediaStreamTrack | null;
@@ -46,11 +51,12 @@ export interface RemoteTrack {
 export type SessionEnd =
   | { kind: 'left' }
   | { kind: 'error'; code: ErrorCode; message: string }
-  | { kind: 'bye'; reason: LeaveReason };
+  | { kind: 'bye'; reason: LeaveReason; message?: string };
 
 export type ConnState =
   | { state: 'connecting' }
   | { state: 'joined' }
+  | { state: 'waiting' }
   | { state: 'reconnecting'; attempt: number; delayMs: number };
 
 export interface SessionHandlers {
@@ -61,7 +67,15 @@ export interface SessionHandlers {
   participantLeft(id: string, reason: LeaveReason): void;
   remoteTracks(tracks: RemoteTrack[]): void;
   /** A non-fatal problem to show briefly. */
-  notice(code: ErrorCode | 'publish', message: string): void;
+  notice(code: ErrorCode | 'publish', message: string, request?: string): void;
+  /** Classroom events (docs/protocol.md, "The classroom"). */
+  roomUpdated(room: RoomState): void;
+  chat(message: ChatMessage): void;
+  lobby(waiting: LobbyEntry[]): void;
+  muteRequested(source: Source, by: string): void;
+  unmuteRequested(source: Source, by: string): void;
+  permissionsUpdated(role: Role, permissions: Permissions): void;
+  draining(): void;
   /** The session is over for good (no reconnection). */
   ended(end: SessionEnd): void;
   /** The local tracks to publish, read at every (re)join. */
@@ -118,6 +132,18 @@ export class Session {
 
   get ended(): boolean {
     return this.over;
+  }
+
+  /** Whether this participant may moderate (token or promotion). */
+  get moderator(): boolean {
+    return !!this.permissions?.moderate;
+  }
+
+  /** Sends a classroom message (chat, hand, moderation); false when not joined. */
+  sendMessage(msg: ClassroomMessage): boolean {
+    if (!this.isJoined || this.over || this.ws?.readyState !== WebSocket.OPEN) return false;
+    this.send(msg);
+    return true;
   }
 
   /** Whether the token lets this participant publish `source`. */
@@ -328,7 +354,33 @@ export class Session {
         this.onError(msg.code, msg.message, msg.request);
         break;
       case 'bye':
-        this.onBye(msg.reason);
+        this.onBye(msg.reason, msg.message);
+        break;
+      case 'waiting':
+        // Admitted later with `joined`; until then only ping/pong.
+        this.h.state({ state: 'waiting' });
+        break;
+      case 'draining':
+        this.h.draining();
+        break;
+      case 'room_updated':
+        this.h.roomUpdated(msg.room);
+        break;
+      case 'chat':
+        this.h.chat(msg.message);
+        break;
+      case 'lobby':
+        this.h.lobby(msg.waiting);
+        break;
+      case 'mute_requested':
+        this.h.muteRequested(msg.source, msg.by);
+        break;
+      case 'unmute_requested':
+        this.h.unmuteRequested(msg.source, msg.by);
+        break;
+      case 'permissions_updated':
+        this.permissions = msg.permissions;
+        this.h.permissionsUpdated(msg.role, msg.permissions);
         break;
       default:
         console.warn('unknown server message', msg);
@@ -340,7 +392,7 @@ export class Session {
     // Refusals of the token or the room end the session for good. Any other
     // error before `joined` ends this attempt (the next one may work); after
     // `joined` the session goes on (`forbidden` then refers to an offer).
-    if (code === 'unauthorized' || code === 'room_full' || (!this.isJoined && FATAL_ERRORS.includes(code))) {
+    if (code === 'unauthorized' || code === 'room_full' || code === 'room_locked' || code === 'room_ended' || (!this.isJoined && FATAL_ERRORS.includes(code))) {
       this.finish({ kind: 'error', code, message });
       return;
     }
@@ -361,15 +413,18 @@ export class Session {
       pending.reject(new Error(message || code));
       return;
     }
-    this.h.notice(code, message);
+    this.h.notice(code, message, request);
   }
 
-  private onBye(reason: LeaveReason): void {
+  private onBye(reason: LeaveReason, message?: string): void {
     console.info('bye from the server:', reason);
     switch (reason) {
       case 'replaced':
       case 'left':
-        this.finish({ kind: 'bye', reason });
+      case 'removed':
+      case 'denied':
+      case 'room_ended':
+        this.finish(message !== undefined ? { kind: 'bye', reason, message } : { kind: 'bye', reason });
         break;
       default:
         // timeout, disconnected, media_failed, server_shutdown: try again.
@@ -416,7 +471,7 @@ export class Session {
     if (this.over || epoch !== this.epoch) return;
 
     let any = false;
-    for (const source of ['microphone', 'camera'] as const) {
+    for (const source of ['microphone', 'camera', 'screen_share'] as const) {
       const { track, muted } = this.h.local(source);
       if (track && this.mayPublish(source)) {
         this.addPublished(source, track, muted);

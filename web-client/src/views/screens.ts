@@ -33,13 +33,25 @@ function actions(list: ScreenAction[]): HTMLElement | null {
   );
 }
 
-export const goHome: ScreenAction = { label: t('common.home'), run: () => location.assign('/') };
+export const goHome: ScreenAction = {
+  // A getter: the language may change after this module loads.
+  get label() {
+    return t('common.home');
+  },
+  run: () => location.assign('/'),
+};
 
 /**
  * The error screen (test hook: data-testid="error"; the server's own words,
  * when there are some, are in data-testid="error-detail").
  */
-export function showError(title: string, message: string, detail?: string, acts: ScreenAction[] = []): void {
+export function showError(
+  title: string,
+  message: string,
+  detail?: string,
+  acts: ScreenAction[] = [],
+  detailKey: 'error.serverSaid' | 'bye.reason' = 'error.serverSaid',
+): void {
   const heading = h('h1', { text: title, attrs: { tabindex: -1 } });
   mount(
     page(
@@ -48,7 +60,7 @@ export function showError(title: string, message: string, detail?: string, acts:
         { class: 'error', attrs: { 'data-testid': 'error', role: 'alert' } },
         heading,
         h('p', { text: message }),
-        detail ? h('p', { class: 'detail', text: t('error.serverSaid', { message: detail }), attrs: { 'data-testid': 'error-detail' } }) : null,
+        detail ? h('p', { class: 'detail', text: t(detailKey, { message: detail }), attrs: { 'data-testid': 'error-detail' } }) : null,
       ),
       actions(acts),
     ),

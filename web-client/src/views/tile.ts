@@ -3,7 +3,8 @@
 //
 // Test hooks: the tile is `data-testid="tile"` (a screen share is
 // `data-testid="screen-tile"`) with `data-participant-id` and
-// `data-participant-name`; `data-mic` / `data-camera` are "on" or "off".
+// `data-participant-name`; `data-mic` / `data-camera` are "on" or "off";
+// a raised hand is a `data-testid="hand"` element inside the tile.
 import { h, icon, initials } from '../dom';
 import { t } from '../i18n';
 
@@ -15,6 +16,8 @@ export class Tile {
   private readonly micBadge: HTMLElement;
   private readonly camBadge: HTMLElement;
   private readonly audioBox: HTMLElement;
+  private readonly caption: HTMLElement;
+  private hand: HTMLElement | null = null;
   private readonly audios = new Map<MediaStreamTrack, HTMLAudioElement>();
   private videoTrack: MediaStreamTrack | null = null;
 
@@ -31,12 +34,13 @@ export class Tile {
     this.micBadge = h('span', { class: 'badge mic-off', attrs: { role: 'img', 'aria-label': t('room.micMuted'), title: t('room.micMuted') } }, icon('micOff'));
     this.camBadge = h('span', { class: 'badge cam-off', attrs: { role: 'img', 'aria-label': t('room.camOffLabel'), title: t('room.camOffLabel') } }, icon('camOff'));
     this.audioBox = h('div', { class: 'audio-box', attrs: { hidden: true } });
+    this.caption = h('div', { class: 'caption' }, this.micBadge, this.camBadge, this.label);
     this.el = h(
       'div',
       { class: 'tile', attrs: { 'data-testid': testid, role: 'group' } },
       this.video,
       h('div', { class: 'placeholder' }, this.avatar),
-      h('div', { class: 'caption' }, this.micBadge, this.camBadge, this.label),
+      this.caption,
       this.audioBox,
     );
     this.setMicMuted(false);
@@ -71,6 +75,38 @@ export class Tile {
   setMicMuted(muted: boolean): void {
     this.micBadge.hidden = !muted;
     this.el.dataset.mic = muted ? 'off' : 'on';
+  }
+
+  /** Shows a raised hand (`position`: 1 for the first raised). */
+  setHand(raised: boolean, position = 0): void {
+    if (!raised) {
+      this.hand?.remove();
+      this.hand = null;
+      return;
+    }
+    if (!this.hand) {
+      this.hand = h('span', { class: 'badge hand', attrs: { 'data-testid': 'hand', role: 'img' } });
+      this.caption.insertBefore(this.hand, this.caption.firstChild);
+    }
+    const label = t('hand.raised');
+    this.hand.replaceChildren(icon('hand'), position > 0 ? h('span', { class: 'hand-pos', text: String(position) }) : '');
+    this.hand.setAttribute('aria-label', label);
+    this.hand.title = label;
+  }
+
+  /** Texts again in the current language. */
+  relabel(): void {
+    for (const [el, key] of [
+      [this.micBadge, 'room.micMuted'],
+      [this.camBadge, 'room.camOffLabel'],
+    ] as const) {
+      el.setAttribute('aria-label', t(key));
+      el.title = t(key);
+    }
+    if (this.hand) {
+      this.hand.setAttribute('aria-label', t('hand.raised'));
+      this.hand.title = t('hand.raised');
+    }
   }
 
   /** Plays exactly these remote audio tracks. */

@@ -628,6 +628,7 @@ class RoomView {
     const msg: ClassroomMessage = to ? { type: 'chat', text, to } : { type: 'chat', text };
     if (!this.send(msg)) return;
     this.chatInput.value = '';
+    this.chatInput.dispatchEvent(new Event('input'));
     this.chatError.hidden = true;
     this.chatError.textContent = '';
   }
@@ -738,6 +739,10 @@ class RoomView {
     this.promptSource = source;
     this.promptText.textContent = source === 'microphone' ? t('mod.unmuteMic', { by }) : t('mod.unmuteCam', { by });
     this.prompt.hidden = false;
+    // Bring the choice to the keyboard, unless the user is typing.
+    if (!document.activeElement?.closest('input, textarea, select') && !dialogOpen()) {
+      this.prompt.querySelector<HTMLElement>('[data-testid="unmute-accept"]')?.focus();
+    }
   }
 
   private closePrompt(): void {

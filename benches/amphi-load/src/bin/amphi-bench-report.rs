@@ -222,6 +222,7 @@ fn svg(rows: &[Row]) -> String {
         for k in 0..=4 {
             let fy = ymax * k as f64 / 4.0;
             let fx = xmax * k as f64 / 4.0;
+            let y = py(fy);
             let _ = writeln!(
                 s,
                 r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text><text x="{}" y="{}" text-anchor="middle">{}</text>"##,
@@ -232,7 +233,6 @@ fn svg(rows: &[Row]) -> String {
                 px(fx),
                 y0 + h + 14.0,
                 short(fx),
-                y = py(fy),
             );
         }
         let _ = writeln!(

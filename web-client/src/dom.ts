@@ -54,7 +54,7 @@ export function mount(view: Node): void {
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
-export type IconName = 'mic' | 'micOff' | 'cam' | 'camOff' | 'leave' | 'sound' | 'hand' | 'chat' | 'people' | 'screen';
+export type IconName = 'mic' | 'micOff' | 'cam' | 'camOff' | 'leave' | 'sound' | 'hand' | 'chat' | 'people' | 'screen' | 'pin';
 
 const MIC =
   'M12 14a3 3 0 0 0 3-3V5a3 3 0 0 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.92V21h2v-3.08A7 7 0 0 0 19 11h-2z';
@@ -68,6 +68,7 @@ const SOUND =
 const HAND =
   'M23 5.5V20c0 2.2-1.8 4-4 4h-7.3c-1.08 0-2.1-.43-2.85-1.19L1 14.83s1.26-1.23 1.3-1.25c.22-.19.49-.29.79-.29.22 0 .42.06.6.16.04.01 4.31 2.46 4.31 2.46V4c0-.83.67-1.5 1.5-1.5S11 3.17 11 4v7h1V1.5c0-.83.67-1.5 1.5-1.5S15 .67 15 1.5V11h1V2.5c0-.83.67-1.5 1.5-1.5s1.5.67 1.5 1.5V11h1V5.5c0-.83.67-1.5 1.5-1.5s1.5.67 1.5 1.5z';
 const SCREEN = 'M20 18c1.1 0 2-.9 2-2V6c0-1.1-.9-2-2-2H4c-1.1 0-2 .9-2 2v10c0 1.1.9 2 2 2H0v2h24v-2h-4zM4 6h16v10H4V6zm7 2v3H8l4 4 4-4h-3V8h-2z';
+const PIN = 'M16 9V4h1a1 1 0 0 0 0-2H7a1 1 0 0 0 0 2h1v5a3 3 0 0 1-3 3v2h5.97v7l1 1 1-1v-7H19v-2a3 3 0 0 1-3-3z';
 const CHAT = 'M20 2H4c-1.1 0-2 .9-2 2v18l4-4h14c1.1 0 2-.9 2-2V4c0-1.1-.9-2-2-2z';
 const PEOPLE =
   'M16 11c1.66 0 2.99-1.34 2.99-3S17.66 5 16 5c-1.66 0-3 1.34-3 3s1.34 3 3 3zm-8 0c1.66 0 2.99-1.34 2.99-3S9.66 5 8 5C6.34 5 5 6.34 5 8s1.34 3 3 3zm0 2c-2.33 0-7 1.17-7 3.5V19h14v-2.5c0-2.33-4.67-3.5-7-3.5zm8 0c-.29 0-.62.02-.97.05 1.16.84 1.97 1.97 1.97 3.45V19h6v-2.5c0-2.33-4.67-3.5-7-3.5z';
@@ -94,6 +95,9 @@ export function icon(name: IconName): SVGSVGElement {
     svg.appendChild(l);
   };
   switch (name) {
+    case 'pin':
+      path(PIN);
+      break;
     case 'mic':
       path(MIC);
       break;

@@ -40,6 +40,10 @@
 //             "unmute-accept" / "unmute-dismiss", "group-name".
 //             Every dialog's buttons: "<dialog>-confirm", "<dialog>-cancel".
 //             Shortcuts (not while typing): M microphone, V camera, H hand, ? help.
+//   speakers (views/speakers.ts): tiles data-speaking="true" (the dominant
+//             speaker, from the server's `speakers`), data-stage="true" (the large
+//             tile of the speaker view); "layout-toggle" (aria-pressed) and the
+//             "grid"'s data-layout="grid|speaker".
 //   screens:  data-testid="error" (with "error-detail": the server's message),
 //             "left" and its "rejoin" button
 import './styles.css';

@@ -13,12 +13,13 @@ export interface LocalMedia {
   camDeviceId: string | null;
 }
 
-// 640x360 keeps one encode per participant cheap (no simulcast yet: every
-// receiver gets this layer). Browsers scale down under bandwidth pressure.
+// 720p, sent in three simulcast layers (session.ts): each receiver gets the
+// layer its tile and its bandwidth call for, and the server has the
+// publisher stop encoding layers nobody needs.
 export const VIDEO_CONSTRAINTS: MediaTrackConstraints = {
-  width: { ideal: 640 },
-  height: { ideal: 360 },
-  frameRate: { ideal: 24, max: 30 },
+  width: { ideal: 1280 },
+  height: { ideal: 720 },
+  frameRate: { ideal: 30, max: 30 },
 };
 
 export const AUDIO_CONSTRAINTS: MediaTrackConstraints = {

@@ -100,6 +100,53 @@ export interface IceServer {
   credential?: string;
 }
 
+/** One encoding of a published video track (`publish_layers`, dynacast). */
+export interface PublishLayer {
+  rid?: string;
+  active: boolean;
+}
+
+/** One active speaker (`speakers`): the first of the list is the dominant one. */
+export interface SpeakerInfo {
+  participant: string;
+  /** Smoothed loudness, 0 (silence) to 1 (full scale). */
+  level: number;
+}
+
+/** How well a participant is connected (`connection_quality`). */
+export type ConnectionQuality = 'good' | 'fair' | 'poor';
+
+export interface ParticipantQuality {
+  participant: string;
+  quality: ConnectionQuality;
+}
+
+/** One track's figures in `stats` (docs/protocol.md). */
+export interface TrackStats {
+  participant: string;
+  track: string;
+  kind: MediaKind;
+  source: Source;
+  rid?: string;
+  packets: number;
+  bytes: number;
+  /** Fraction lost, 0 to 1, in the latest RTCP report interval. */
+  loss?: number;
+  jitter_ms?: number;
+  rtt_ms?: number;
+  nacks: number;
+  plis: number;
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  quality: ConnectionQuality;
+  uplink: ConnectionQuality;
+  downlink: ConnectionQuality;
+  publishing: TrackStats[];
+  receiving: TrackStats[];
+}
+
 export interface PublishTrack {
   mid: string;
   source: Source;
@@ -118,9 +165,11 @@ export type ClientMessage =
   | { type: 'join'; token: string; room?: string; client?: string }
   | { type: 'publish_offer'; sdp: string; tracks: PublishTrack[] }
   | { type: 'subscribe_answer'; sdp: string }
+  | { type: 'track_settings'; track: string; visible: boolean; width: number; height: number }
   | { type: 'mute'; source: Source; muted: boolean }
   | { type: 'ping' }
   | { type: 'leave' }
+  | { type: 'get_stats' }
   | { type: 'chat'; text: string; to?: string }
   | { type: 'raise_hand' }
   | { type: 'lower_hand'; participant?: string }
@@ -180,7 +229,11 @@ export type ServerMessage =
   | { type: 'lobby'; waiting: LobbyEntry[] }
   | { type: 'mute_requested'; source: Source; by: string }
   | { type: 'unmute_requested'; source: Source; by: string }
-  | { type: 'permissions_updated'; role: Role; permissions: Permissions };
+  | { type: 'permissions_updated'; role: Role; permissions: Permissions }
+  | { type: 'speakers'; speakers: SpeakerInfo[] }
+  | { type: 'connection_quality'; participants: ParticipantQuality[] }
+  | StatsMessage
+  | { type: 'publish_layers'; track: string; source: Source; layers: PublishLayer[] };
 
 export const SOURCE_KIND: Record<Source, MediaKind> = {
   camera: 'video',

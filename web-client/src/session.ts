@@ -20,6 +20,10 @@ import {
   type Permissions,
   type ServerMessage,
   type Source,
+  type SpeakerInfo,
+  type ParticipantQuality,
+  type StatsMessage,
+  type PublishLayer,
   type SubscribedTrack,
   parseServerMessage,
 } from './protocol';
@@ -75,6 +79,12 @@ export interface SessionHandlers {
   muteRequested(source: Source, by: string): void;
   unmuteRequested(source: Source, by: string): void;
   permissionsUpdated(role: Role, permissions: Permissions): void;
+  /** Who speaks (`speakers`): the dominant speaker first; empty: nobody. */
+  speakers?(list: SpeakerInfo[]): void;
+  /** Everyone's connection quality (`connection_quality`), oneself included. */
+  connectionQuality?(list: ParticipantQuality[]): void;
+  /** The answer to `get_stats` (for debugging). */
+  stats?(msg: StatsMessage): void;
   draining(): void;
   /** The session is over for good (no reconnection). */
   ended(end: SessionEnd): void;
@@ -382,6 +392,18 @@ export class Session {
         this.permissions = msg.permissions;
         this.h.permissionsUpdated(msg.role, msg.permissions);
         break;
+      case 'speakers':
+        this.h.speakers?.(msg.speakers);
+        break;
+      case 'connection_quality':
+        this.h.connectionQuality?.(msg.participants);
+        break;
+      case 'stats':
+        this.h.stats?.(msg);
+        break;
+      case 'publish_layers':
+        void this.applyLayers(msg.source, msg.layers);
+        break;
       default:
         console.warn('unknown server message', msg);
     }
@@ -502,9 +524,54 @@ export class Session {
 
   private addPublished(source: PublishedSource, track: MediaStreamTrack, muted: boolean): void {
     const pc = this.ensurePublisher();
-    const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.pubStream!] });
+    const init: RTCRtpTransceiverInit = { direction: 'sendonly', streams: [this.pubStream!] };
+    if (source === 'camera') init.sendEncodings = cameraEncodings(track);
+    if (source === 'screen_share') {
+      // Text must stay sharp: under pressure, fewer frames, same resolution.
+      track.contentHint = 'detail';
+      init.sendEncodings = [{ maxBitrate: 2_500_000, scalabilityMode: 'L1T3' } as RTCRtpEncodingParameters];
+    }
+    const tr = pc.addTransceiver(track, init);
+    if (source === 'screen_share') {
+      const params = tr.sender.getParameters();
+      params.degradationPreference = 'maintain-resolution';
+      tr.sender.setParameters(params).catch((err) => console.warn('screen share parameters', err));
+    }
     this.pubTransceivers.set(source, tr);
     this.pubMuted.set(source, muted);
+  }
+
+  /**
+   * Dynacast: the server says which encodings of one of our tracks anybody
+   * needs; the browser stops encoding the others.
+   */
+  private async applyLayers(source: Source, layers: PublishLayer[]): Promise<void> {
+    const tr = this.pubTransceivers.get(source as PublishedSource);
+    if (!tr) return;
+    const params = tr.sender.getParameters();
+    let changed = false;
+    for (const enc of params.encodings) {
+      const want = layers.find((l) => (l.rid ?? null) === (enc.rid ?? null));
+      if (want && enc.active !== want.active) {
+        enc.active = want.active;
+        changed = true;
+      }
+    }
+    if (!changed) return;
+    try {
+      await tr.sender.setParameters(params);
+    } catch (err) {
+      console.warn('could not change the encodings', err);
+    }
+  }
+
+  /**
+   * How we show a track we receive (device pixels), so the server sends no
+   * larger layer than that, and nothing for a hidden tile.
+   */
+  trackSettings(track: string, visible: boolean, width: number, height: number): void {
+    if (!this.isJoined || this.over) return;
+    this.send({ type: 'track_settings', track, visible, width: Math.round(width), height: Math.round(height) });
   }
 
   /** Offers the publisher connection again; one offer at a time. */
@@ -608,4 +675,21 @@ export class Session {
     }
     this.h.remoteTracks(out);
   }
+}
+
+/**
+ * The camera in three simulcast layers (RFC 8853), lowest first: the
+ * server forwards to each subscriber the one its tile and its bandwidth
+ * allow, and tells us to stop encoding those nobody needs (so a call of two
+ * encodes one layer). A camera smaller than 720p gets fewer layers: a layer
+ * below about 160 pixels wide is not worth encoding.
+ */
+function cameraEncodings(track: MediaStreamTrack): RTCRtpEncodingParameters[] {
+  const width = track.getSettings().width ?? 1280;
+  const layers = [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+    { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+  ].filter((l) => width / l.scaleResolutionDownBy >= 160);
+  return layers.map((l) => ({ ...l, scalabilityMode: 'L1T3' }) as RTCRtpEncodingParameters);
 }

@@ -18,7 +18,7 @@ use str0m::crypto::dtls::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequest, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
-use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use tracing::{debug, info, warn};
 
@@ -257,6 +257,9 @@ pub struct Participant {
     /// Datagrams polled from the `Rtc`s, not yet handed to the driver.
     transmits: VecDeque<Transmit>,
     audio: Option<AudioTx>,
+    /// RFC 6464 level (-dBov, 0 loudest .. 127 silence) put on every audio
+    /// packet, as a browser does; `None`: no audio level extension.
+    audio_level: Option<u8>,
     video: Option<VideoTx>,
     /// Media clocks run once the publisher connection is up.
     media_started: bool,
@@ -351,6 +354,7 @@ impl Participant {
             outbox: VecDeque::from([join]),
             transmits: VecDeque::new(),
             audio: None,
+            audio_level: None,
             video: None,
             media_started: false,
             subscribed: HashMap::new(),
@@ -591,6 +595,33 @@ impl Participant {
         }
     }
 
+    /// Puts this audio level (-dBov, 0..=127) on the audio packets sent
+    /// from now on, with the voice activity flag set; `None` stops it.
+    pub fn set_audio_level(&mut self, dbov: Option<u8>) {
+        self.audio_level = dbov.map(|l| l.min(127));
+    }
+
+    /// Asks the server for a keyframe of `participant`'s video with an RTCP
+    /// PLI, as a browser does when loss recovery failed and it cannot
+    /// decode. Returns whether there was a stream to ask on.
+    pub fn request_keyframe(&mut self, participant: &str) -> bool {
+        let mid = self
+            .subscribed
+            .iter()
+            .find(|(_, s)| s.key.0 == participant && s.key.1 == MediaKind::Video)
+            .map(|(mid, _)| *mid);
+        let Some(mid) = mid else {
+            return false;
+        };
+        let mut api = self.subscriber.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+            return false;
+        };
+        rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        self.sub_poll.dirty = true;
+        true
+    }
+
     /// Queue `mute`.
     pub fn mute(&mut self, source: Source, muted: bool) {
         self.outbox.push_back(ClientMessage::Mute { source, muted });
@@ -722,6 +753,11 @@ impl Participant {
                     self.close(CloseReason::Refused { code, message });
                 }
             }
+            ServerMessage::ConnectionQuality { participants } => {
+                self.stats.quality = participants;
+                self.stats.quality_updates += 1;
+            }
+            m @ ServerMessage::Stats { .. } => self.stats.media_stats.push(m),
             ServerMessage::Bye { reason, .. } => {
                 self.stats.bye = Some(reason);
                 self.close(CloseReason::Bye(reason));
@@ -734,6 +770,11 @@ impl Participant {
             | ServerMessage::MuteRequested { .. }
             | ServerMessage::UnmuteRequested { .. }
             | ServerMessage::PermissionsUpdated { .. }
+            // Active speakers.
+            | ServerMessage::Speakers { .. }
+            // Dynacast: which layers are needed (this client sends its one
+            // layer regardless).
+            | ServerMessage::PublishLayers { .. }
             // The server drains (SIGTERM); the call goes on.
             | ServerMessage::Draining {}) => self.stats.classroom.push(other),
         }
@@ -1043,7 +1084,16 @@ impl Participant {
                 let len = payload.len() as u64;
                 let mut direct = self.publisher.direct_api();
                 if let Some(tx) = direct.stream_tx_by_mid(a.mid, None) {
-                    tx.write_rtp(RtpWrite::new(a.pt, a.seq.into(), a.ts, now, payload));
+                    let mut write = RtpWrite::new(a.pt, a.seq.into(), a.ts, now, payload);
+                    if let Some(level) = self.audio_level {
+                        // `min(127)` above keeps the cast in range.
+                        write = write.ext_vals(ExtensionValues {
+                            audio_level: Some(-(level as i8)),
+                            voice_activity: Some(true),
+                            ..Default::default()
+                        });
+                    }
+                    tx.write_rtp(write);
                     a.seq += 1;
                     self.stats.sent_audio.packets += 1;
                     self.stats.sent_audio.bytes += len;

@@ -64,6 +64,11 @@ pub struct ClientStats {
     pub latency: crate::latency::LatencyHistogram,
     /// Classroom messages (chat, room state, moderation), in order.
     pub classroom: Vec<amphi_protocol::ServerMessage>,
+    /// The latest `connection_quality` list, and how many were received.
+    pub quality: Vec<amphi_protocol::ParticipantQuality>,
+    pub quality_updates: u64,
+    /// Every `stats` answer (to `get_stats`), in order.
+    pub media_stats: Vec<amphi_protocol::ServerMessage>,
 }
 
 impl ClientStats {

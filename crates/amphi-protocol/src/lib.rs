@@ -54,10 +54,27 @@ pub enum ClientMessage {
         source: Source,
         muted: bool,
     },
+    /// How the client shows one track it receives, so the server sends no
+    /// larger video than the tile needs, and none for a hidden tile. Sent
+    /// when a tile appears, is resized or hidden. `width`/`height` are in
+    /// device pixels. Before the first one a track gets the best layer the
+    /// bandwidth allows.
+    TrackSettings {
+        track: String,
+        visible: bool,
+        #[serde(default)]
+        width: u32,
+        #[serde(default)]
+        height: u32,
+    },
     /// Keep-alive; the server answers `pong`.
     Ping {},
     /// The participant leaves; the server closes the connection.
     Leave {},
+    /// Asks for one's own media statistics, for debugging; answered by
+    /// `stats`. Answered from figures the server keeps anyway, at most a few
+    /// times per second (`rate_limited` beyond).
+    GetStats {},
 
     // ----- participation (everyone, as the grants allow) -----
     /// A chat message to the room (the sender's group during breakouts), or
@@ -244,11 +261,110 @@ pub enum ServerMessage {
     MuteRequested { source: Source, by: String },
     /// A moderator asks you to unmute; nothing is switched on for you.
     UnmuteRequested { source: Source, by: String },
+    /// Dynacast: which layers of one of your video tracks someone needs.
+    /// The client stops encoding the inactive ones (`active: false` on the
+    /// matching `RTCRtpEncodingParameters`) and starts them again when told.
+    /// `rid` is absent for a track sent without simulcast.
+    PublishLayers {
+        track: String,
+        /// The track's source (a participant publishes one track per source).
+        source: Source,
+        layers: Vec<PublishLayer>,
+    },
     /// Your role or rights changed (promotion, floor given or taken).
     PermissionsUpdated {
         role: Role,
         permissions: Permissions,
     },
+    /// Who is speaking in your room (or breakout group), from the audio
+    /// levels of the microphones the server forwards. The first entry is
+    /// the dominant speaker (the one a speaker view shows large); the others
+    /// follow, loudest first. Empty: nobody speaks. Sent only when the list
+    /// of participants or their order changes; `level` is a snapshot.
+    Speakers { speakers: Vec<SpeakerInfo> },
+    /// How well each member of your room is connected (you included), from
+    /// the loss, jitter and round-trip time of their media both ways. Sent
+    /// when you join and whenever one of them changes, checked every 2 s.
+    ConnectionQuality {
+        participants: Vec<ParticipantQuality>,
+    },
+    /// The answer to `get_stats`: your own connections, per track. Counters
+    /// are totals since the stream began; loss, jitter and round-trip time
+    /// are the latest reports (absent until one arrived).
+    Stats {
+        /// Your connection quality: the worse of `uplink` and `downlink`.
+        quality: ConnectionQuality,
+        /// What the server receives from you.
+        uplink: ConnectionQuality,
+        /// What you receive from the server.
+        downlink: ConnectionQuality,
+        /// Your published tracks, as the server receives them.
+        publishing: Vec<TrackStats>,
+        /// The tracks the server sends you.
+        receiving: Vec<TrackStats>,
+    },
+}
+
+/// Good, fair or poor: what a client shows next to a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionQuality {
+    // Worst first, so that `min` is the worse of two.
+    Poor,
+    Fair,
+    Good,
+}
+
+/// One participant's connection quality (see `connection_quality`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantQuality {
+    pub participant: String,
+    pub quality: ConnectionQuality,
+}
+
+/// One track's figures in `stats`, in one direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackStats {
+    /// Who publishes the track.
+    pub participant: String,
+    pub track: String,
+    pub kind: MediaKind,
+    pub source: Source,
+    /// The simulcast layer, for a publisher's video sent in several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    /// Packets and bytes the server received (`publishing`) or sent
+    /// (`receiving`, retransmissions included).
+    pub packets: u64,
+    pub bytes: u64,
+    /// Fraction of packets lost, 0 to 1, in the latest RTCP report interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f32>,
+    /// NACKs: sent by the server to you (`publishing`), or by you to the
+    /// server (`receiving`).
+    pub nacks: u64,
+    /// Keyframe requests (PLI), counted the same way.
+    pub plis: u64,
+}
+
+/// One active speaker (see `speakers`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerInfo {
+    pub participant: String,
+    /// Smoothed loudness, 0.0 (silence) to 1.0 (full scale), linear in dB.
+    pub level: f32,
+}
+
+/// One encoding of a published video track (see `publish_layers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishLayer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    pub active: bool,
 }
 
 /// Room-wide state every participant sees.
@@ -504,6 +620,73 @@ mod tests {
                 client: None
             }
         );
+    }
+
+    #[test]
+    fn speakers_is_spelled_as_documented() {
+        let m = ServerMessage::Speakers {
+            speakers: vec![SpeakerInfo {
+                participant: "P4".into(),
+                level: 0.75,
+            }],
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"speakers","speakers":[{"participant":"P4","level":0.75}]}"#
+        );
+        assert_eq!(ServerMessage::decode(&text).unwrap(), m);
+        assert_eq!(
+            serde_json::to_string(&ServerMessage::Speakers { speakers: vec![] }).unwrap(),
+            r#"{"type":"speakers","speakers":[]}"#
+        );
+    }
+
+    #[test]
+    fn quality_and_stats_are_spelled_as_documented() {
+        assert_eq!(
+            ClientMessage::decode(r#"{"type":"get_stats"}"#).unwrap(),
+            ClientMessage::GetStats {}
+        );
+        let m = ServerMessage::ConnectionQuality {
+            participants: vec![ParticipantQuality {
+                participant: "P4".into(),
+                quality: ConnectionQuality::Fair,
+            }],
+        };
+        let text = m.encode();
+        assert_eq!(
+            text,
+            r#"{"type":"connection_quality","participants":[{"participant":"P4","quality":"fair"}]}"#
+        );
+        assert_eq!(ServerMessage::decode(&text).unwrap(), m);
+        let stats = ServerMessage::Stats {
+            quality: ConnectionQuality::Poor,
+            uplink: ConnectionQuality::Good,
+            downlink: ConnectionQuality::Poor,
+            publishing: vec![],
+            receiving: vec![TrackStats {
+                participant: "P1".into(),
+                track: "T2".into(),
+                kind: MediaKind::Video,
+                source: Source::Camera,
+                rid: None,
+                packets: 10,
+                bytes: 9000,
+                loss: Some(0.25),
+                jitter_ms: None,
+                rtt_ms: Some(12.5),
+                nacks: 3,
+                plis: 1,
+            }],
+        };
+        let text = stats.encode();
+        assert_eq!(
+            text,
+            r#"{"type":"stats","quality":"poor","uplink":"good","downlink":"poor","publishing":[],"receiving":[{"participant":"P1","track":"T2","kind":"video","source":"camera","packets":10,"bytes":9000,"loss":0.25,"rtt_ms":12.5,"nacks":3,"plis":1}]}"#
+        );
+        assert_eq!(ServerMessage::decode(&text).unwrap(), stats);
+        assert!(ConnectionQuality::Poor < ConnectionQuality::Good);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct SfuConfig {
     /// How long a peer connection may stay ICE-disconnected before its
     /// participant is removed with `media_failed`.
     pub media_timeout: Duration,
+    /// Estimate each subscriber's downlink (transport-wide congestion
+    /// control) and fit its layers into it. Without it, every subscriber
+    /// gets the layers its tiles ask for.
+    pub bandwidth_estimation: bool,
 }
 
 impl Default for SfuConfig {
@@ -34,6 +38,7 @@ impl Default for SfuConfig {
             ice_servers: Vec::new(),
             max_participants_per_room: 200,
             media_timeout: Duration::from_secs(15),
+            bandwidth_estimation: true,
         }
     }
 }

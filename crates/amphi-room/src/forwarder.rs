@@ -9,6 +9,7 @@
 //! backwards or skip, and whose timestamps advance with real time across a
 //! restart.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::keyframe::VideoCodec;
@@ -17,6 +18,9 @@ use crate::keyframe::VideoCodec;
 /// loss: browsers keep the SSRC across `replaceTrack` but an encoder reset can
 /// start a new numbering.
 const MAX_SEQ_JUMP: u64 = 3_000;
+
+/// How many skipped packets are remembered to number late packets right.
+const SKIP_MEMORY: usize = 512;
 
 /// One incoming packet, as much of it as the forwarder needs.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +53,10 @@ pub struct Forwarder {
     run: Option<Run>,
     /// The last packet sent, to continue from it after a restart.
     last_out: Option<LastOut>,
+    /// Packets of the current run left out on purpose (a temporal layer
+    /// the subscriber does not get), as (incoming seq, offset before it):
+    /// a packet that arrives late takes the offset of its time.
+    skipped: VecDeque<(u64, i64)>,
 }
 
 /// One uninterrupted stretch of the source: same SSRC, no big jumps.
@@ -76,6 +84,7 @@ impl Forwarder {
             clock_rate,
             run: None,
             last_out: None,
+            skipped: VecDeque::new(),
         }
     }
 
@@ -109,6 +118,7 @@ impl Forwarder {
                 return Verdict::WaitForKeyframe;
             }
             self.run = Some(self.rebase(p));
+            self.skipped.clear();
         }
         let Some(run) = self.run.as_mut() else {
             return Verdict::WaitForKeyframe;
@@ -117,7 +127,12 @@ impl Forwarder {
             return Verdict::Late;
         }
         run.highest_in_seq = run.highest_in_seq.max(p.seq);
-        let seq = p.seq.wrapping_add_signed(run.seq_offset);
+        let offset = self
+            .skipped
+            .iter()
+            .find(|(skipped, _)| *skipped > p.seq)
+            .map_or(run.seq_offset, |(_, before)| *before);
+        let seq = p.seq.wrapping_add_signed(offset);
         let timestamp = p.timestamp.wrapping_add(run.ts_offset);
         if self.last_out.is_none_or(|last| seq > last.seq) {
             self.last_out = Some(LastOut {
@@ -127,6 +142,29 @@ impl Forwarder {
             });
         }
         Verdict::Forward { seq, timestamp }
+    }
+
+    /// A packet of the current run that this subscriber does not get: the
+    /// packets after it are numbered as if it had never existed, so the
+    /// subscriber sees no loss to repair.
+    pub fn skip(&mut self, p: IncomingPacket) {
+        let Some(run) = self.run.as_mut() else {
+            return;
+        };
+        // Only in-order packets can close their gap; a late one was already
+        // counted in the numbers of those after it, and stays a hole.
+        if run.ssrc != p.ssrc
+            || p.seq <= run.highest_in_seq
+            || p.seq >= run.highest_in_seq + MAX_SEQ_JUMP
+        {
+            return;
+        }
+        if self.skipped.len() == SKIP_MEMORY {
+            self.skipped.pop_front();
+        }
+        self.skipped.push_back((p.seq, run.seq_offset));
+        run.highest_in_seq = p.seq;
+        run.seq_offset -= 1;
     }
 
     /// Offsets that make `p` follow the last packet sent.
@@ -283,6 +321,24 @@ mod tests {
             prev = s;
         }
         assert!(prev > 65_536);
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_and_late_packets_keep_their_place() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(Some(VideoCodec::Vp8), 90_000);
+        let (a, _) = sent(f.forward(packet(9, 100, 0, t0, true)));
+        f.skip(packet(9, 101, 0, t0, false));
+        f.skip(packet(9, 102, 0, t0, false));
+        let (d, _) = sent(f.forward(packet(9, 104, 0, t0, false)));
+        assert_eq!(d, a + 2, "104 follows 100 once 101 and 102 are left out");
+        // 103 was late: it goes between 100 and 104.
+        let (c, _) = sent(f.forward(packet(9, 103, 0, t0, false)));
+        assert_eq!(c, a + 1);
+        // A skip that comes late cannot move what was already numbered.
+        f.skip(packet(9, 99, 0, t0, false));
+        let (e, _) = sent(f.forward(packet(9, 105, 0, t0, false)));
+        assert_eq!(e, d + 1);
     }
 
     #[test]

@@ -14,15 +14,21 @@
 //! its track, which decides whether it goes out and with which sequence
 //! number and timestamp; the payload itself is shared, never copied.
 
+pub mod allocator;
 mod config;
 pub mod forwarder;
 mod ids;
 pub mod keyframe;
+pub mod layer;
 mod participant;
+pub mod quality;
+pub mod recovery;
 mod room;
 mod sfu;
+pub mod speaker;
 mod stats;
 mod track;
+pub mod vp8;
 
 pub use config::SfuConfig;
 pub use ids::{ParticipantId, TrackId};

@@ -7,13 +7,15 @@ use std::time::Instant;
 use amphi_protocol::{MediaKind, ParticipantInfo, Permissions, Role, Source};
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
-use str0m::media::{Mid, Pt};
+use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::Ssrc;
 
 use crate::forwarder::Forwarder;
 use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::VideoCodec;
+use crate::layer::LayerSelector;
 use crate::track::PublishedTrack;
+use crate::vp8::PictureNumbering;
 
 #[derive(Debug)]
 pub(crate) struct Participant {
@@ -117,7 +119,7 @@ pub(crate) struct Publisher {
     pub tracks: Vec<PublishedTrack>,
     /// Which m-line each incoming SSRC belongs to. Browsers stop sending the
     /// MID header extension once the stream is established, so we remember.
-    pub ssrc_mids: HashMap<Ssrc, Mid>,
+    pub ssrc_mids: HashMap<Ssrc, (Mid, Option<Rid>)>,
 }
 
 impl Publisher {
@@ -142,6 +144,8 @@ pub(crate) struct Subscriber {
     /// stopping that m-line (because its track's publisher left) would make
     /// them tear down the whole connection.
     pub anchored: bool,
+    /// The downlink bandwidth estimate (str0m's send-side BWE), bits/s.
+    pub estimate: Option<u64>,
 }
 
 impl Subscriber {
@@ -177,6 +181,9 @@ impl Subscriber {
             remove_when_open: false,
             forwarder,
             pt_map: None,
+            selector: LayerSelector::default(),
+            pictures: PictureNumbering::default(),
+            view: None,
         });
     }
 
@@ -230,6 +237,20 @@ pub(crate) struct DownTrack {
     pub forwarder: Forwarder,
     /// The last incoming payload type and the outgoing one it maps to.
     pub pt_map: Option<(Pt, Pt)>,
+    /// Video: which simulcast/temporal layer goes out.
+    pub selector: LayerSelector,
+    /// Video (VP8): the picture numbering this subscriber sees.
+    pub pictures: PictureNumbering,
+    /// How the subscriber shows it (`track_settings`); `None` until told.
+    pub view: Option<View>,
+}
+
+/// A subscriber's tile for one video track, in device pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct View {
+    pub visible: bool,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// The life of a subscriber m-line.

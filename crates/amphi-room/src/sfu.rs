@@ -10,23 +10,29 @@ use amphi_protocol::{
     ClientMessage, ErrorCode, LeaveReason, ParticipantInfo, Permissions, PublishTrack, Role,
     ServerMessage, Source, SubscribedTrack,
 };
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid, Rids};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Rtc, RtcConfig};
 use tracing::{debug, info, warn};
 
 use crate::config::SfuConfig;
 use crate::forwarder::{IncomingPacket, Verdict};
 use crate::ids::{ParticipantId, TrackId};
-use crate::keyframe::{KeyframeThrottle, starts_keyframe};
-use crate::participant::{Connection, DownState, Participant, Pc, Publisher, Subscriber};
+use crate::keyframe::{VideoCodec, starts_keyframe};
+use crate::layer::{LayerPacket, Selection};
+use crate::participant::{self, Connection, DownState, Participant, Pc, Publisher, Subscriber};
 use crate::room::Room;
 use crate::stats::SfuStats;
 use crate::track::{CodecInfo, PublishedTrack};
+use crate::vp8::{PictureNumbering, Vp8Info};
 
+mod allocation;
 mod classroom;
+mod quality;
+mod speaker;
 
 use classroom::CHAT_BURST;
 
@@ -148,6 +154,12 @@ pub struct Sfu {
     /// chat messages without reading the clock on every message.
     wall_base: (Instant, u64),
     stats: SfuStats,
+    /// Who speaks in each room and group (sfu/speaker.rs).
+    speakers: speaker::Speakers,
+    /// Connection quality and per-stream figures (sfu/quality.rs).
+    quality: quality::QualityMonitor,
+    /// When layers are next re-allocated and dynacast re-evaluated.
+    next_media_tick: Instant,
     /// The time of the latest input: the engine reads no clock of its own.
     now: Instant,
 }
@@ -166,6 +178,9 @@ impl Sfu {
             banned: HashMap::new(),
             wall_base: (now, unix_millis()),
             stats: SfuStats::default(),
+            speakers: speaker::Speakers::default(),
+            quality: quality::QualityMonitor::default(),
+            next_media_tick: now + allocation::TICK,
             now,
         }
     }
@@ -325,15 +340,16 @@ impl Sfu {
             token_role: req.role,
             token_permissions: req.permissions,
             publisher: Publisher {
-                conn: Connection::new(self.new_rtc(now)),
+                conn: Connection::new(self.new_rtc(now, false)),
                 tracks: Vec::new(),
                 ssrc_mids: HashMap::new(),
             },
             subscriber: Subscriber {
-                conn: Connection::new(self.new_rtc(now)),
+                conn: Connection::new(self.new_rtc(now, true)),
                 tracks: Vec::new(),
                 pending: None,
                 anchored: false,
+                estimate: None,
             },
             hand: None,
             group: None,
@@ -427,7 +443,21 @@ impl Sfu {
             }
             ClientMessage::SubscribeAnswer { sdp } => self.handle_subscribe_answer(now, pid, &sdp),
             ClientMessage::Mute { source, muted } => self.handle_mute(pid, source, muted),
+            ClientMessage::TrackSettings {
+                track,
+                visible,
+                width,
+                height,
+            } => {
+                let view = participant::View {
+                    visible,
+                    width,
+                    height,
+                };
+                self.handle_track_settings(now, pid, &track, view)
+            }
             ClientMessage::Ping {} => self.signal(pid, ServerMessage::Pong {}),
+            ClientMessage::GetStats {} => self.handle_get_stats(now, pid),
             ClientMessage::Leave {} => {
                 self.remove_participant(pid, LeaveReason::Left, false);
                 self.outputs.push_back(Output::Close { participant: pid });
@@ -485,7 +515,7 @@ impl Sfu {
 
         // Reconcile what is published with what the offer now says.
         let mut problems = Vec::new();
-        let mut wanted: Vec<(Mid, Source, bool)> = Vec::new();
+        let mut wanted: Vec<(Mid, Source, bool, Vec<Rid>)> = Vec::new();
         for t in &tracks {
             let mid = Mid::from(t.mid.as_str());
             let media = p.publisher.conn.rtc.media(mid);
@@ -500,34 +530,37 @@ impl Sfu {
                 Some(m) if !m.direction().is_receiving() => {
                     // The client stopped sending on this m-line: unpublished.
                 }
-                Some(_) => wanted.push((mid, t.source, t.muted)),
+                Some(m) => {
+                    // Simulcast: the offer's rids, lowest layer first.
+                    let rids = match m.rids_rx() {
+                        Rids::Specific(r) => r.clone(),
+                        _ => Vec::new(),
+                    };
+                    wanted.push((mid, t.source, t.muted, rids))
+                }
             }
         }
         let mut removed = Vec::new();
         p.publisher.tracks.retain(|t| {
             let keep = wanted
                 .iter()
-                .any(|(mid, source, _)| *mid == t.mid && *source == t.source);
+                .any(|(mid, source, _, _)| *mid == t.mid && *source == t.source);
             if !keep {
                 removed.push(t.id);
             }
             keep
         });
         let mut added = Vec::new();
-        for (mid, source, muted) in wanted {
+        for (mid, source, muted, rids) in wanted {
             if let Some(t) = p.publisher.track_by_mid(mid) {
                 t.muted = muted;
                 continue;
             }
             let id = TrackId(self.next_track);
             self.next_track += 1;
-            p.publisher.tracks.push(PublishedTrack {
-                id,
-                mid,
-                source,
-                muted,
-                keyframes: KeyframeThrottle::default(),
-            });
+            p.publisher
+                .tracks
+                .push(PublishedTrack::new(id, mid, source, muted, &rids));
             added.push((id, source));
         }
         if !problems.is_empty() {
@@ -614,8 +647,18 @@ impl Sfu {
             DownState::Stopping(_) => false,
             _ => true,
         });
+        // Choose layers now rather than at the next tick: the first frame
+        // waits for this.
+        self.allocate_for(now, pid);
+        self.dynacast(now);
         for (publisher, track) in opened {
-            self.request_keyframe(now, publisher, track);
+            let spatial = self
+                .participants
+                .get(&pid)
+                .and_then(|p| p.subscriber.tracks.iter().find(|t| t.track == track))
+                .and_then(|t| t.selector.target())
+                .map_or(0, |l| l.spatial);
+            self.request_keyframe(now, publisher, track, spatial);
         }
         self.negotiate(pid);
     }
@@ -868,8 +911,10 @@ impl Sfu {
                 }
             }
             for t in &mut p.publisher.tracks {
-                if t.keyframes.handle_timeout(now) {
-                    keyframes.push((*id, t.mid));
+                for layer in &mut t.layers {
+                    if layer.keyframes.handle_timeout(now) {
+                        keyframes.push((*id, t.mid, layer.rid));
+                    }
                 }
             }
         }
@@ -883,9 +928,14 @@ impl Sfu {
                 self.drain(now, pid, pc);
             }
         }
-        for (pid, mid) in keyframes {
-            self.send_keyframe_request(pid, mid);
+        for (pid, mid, rid) in keyframes {
+            self.send_keyframe_request(pid, mid, rid);
         }
+        if now >= self.next_media_tick {
+            self.media_tick(now);
+        }
+        self.handle_speakers_timeout(now);
+        self.quality_timeout(now);
         failed.dedup();
         for pid in failed {
             self.remove_participant(pid, LeaveReason::MediaFailed, true);
@@ -936,10 +986,13 @@ impl Sfu {
                         .tracks
                         .iter()
                         .find(|t| t.state == DownState::Open(req.mid))
-                        .map(|t| (t.publisher, t.track))
+                        .map(|t| {
+                            let layer = t.selector.current().or(t.selector.target());
+                            (t.publisher, t.track, layer.map_or(0, |l| l.spatial))
+                        })
                 });
-                if let Some((publisher, track)) = track {
-                    self.request_keyframe(now, publisher, track);
+                if let Some((publisher, track, spatial)) = track {
+                    self.request_keyframe(now, publisher, track, spatial);
                 }
             }
             Event::IceConnectionStateChange(state) => {
@@ -953,34 +1006,48 @@ impl Sfu {
                 }
                 debug!(participant = %pid, ?pc, ?state, "ice state");
             }
-            Event::MediaIngressStats(s) => self.stats.ingress(pid, &s),
-            Event::MediaEgressStats(s) => self.stats.egress(pid, &s),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
+                if pc == Pc::Subscriber =>
+            {
+                if let Some(p) = self.participants.get_mut(&pid) {
+                    p.subscriber.estimate = Some(estimate.as_u64());
+                }
+            }
+            Event::MediaIngressStats(s) => {
+                self.stats.ingress(pid, &s);
+                self.quality_ingress(pid, &s);
+            }
+            Event::MediaEgressStats(s) => {
+                self.stats.egress(pid, &s);
+                self.quality_egress(pid, &s);
+            }
             _ => {}
         }
     }
 
-    /// Sends one publisher's packet to every subscriber of its track.
+    /// Sends one publisher's packet to every subscriber of its track, as
+    /// each one's layer selection allows.
     fn forward(&mut self, now: Instant, pid: ParticipantId, packet: RtpPacket) {
         self.stats.rtp_packets_in += 1;
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
         let ssrc = packet.header.ssrc;
-        let mid = match p.publisher.ssrc_mids.get(&ssrc) {
-            Some(mid) => *mid,
+        let (mid, rid) = match p.publisher.ssrc_mids.get(&ssrc) {
+            Some(known) => *known,
             None => {
-                let Some(mid) = p
+                let Some(known) = p
                     .publisher
                     .conn
                     .rtc
                     .direct_api()
                     .stream_rx(&ssrc)
-                    .map(|s| s.mid())
+                    .map(|s| (s.mid(), s.rid()))
                 else {
                     return;
                 };
-                p.publisher.ssrc_mids.insert(ssrc, mid);
-                mid
+                p.publisher.ssrc_mids.insert(ssrc, known);
+                known
             }
         };
         let Some(codec) = CodecInfo::find(
@@ -998,16 +1065,47 @@ impl Sfu {
             self.stats.rtp_packets_held += 1;
             return;
         }
+        // Only what is forwarded can count as speaking.
+        self.speakers
+            .observe(p, track, &packet.header.ext_vals, now);
         let Some(track) = p.publisher.track_by_mid(mid) else {
             return;
         };
+        let Some(spatial) = track.spatial_of(rid) else {
+            return;
+        };
         let track_id = track.id;
-        let keyframe_start = codec
-            .video
-            .is_some_and(|c| starts_keyframe(c, &packet.payload));
-        if keyframe_start {
-            track.keyframes.keyframe_received();
+        let vp8 = match codec.video {
+            Some(VideoCodec::Vp8) => Vp8Info::parse(&packet.payload),
+            _ => None,
+        };
+        let keyframe_start = match (codec.video, &vp8) {
+            (Some(VideoCodec::Vp8), Some(info)) => info.keyframe_start,
+            (Some(c), _) => starts_keyframe(c, &packet.payload),
+            (None, _) => false,
+        };
+        // str0m's own parse, for patching each copy's picture numbers.
+        let descriptor = vp8
+            .as_ref()
+            .and_then(|_| Vp8Descriptor::parse(&packet.payload).ok());
+        let temporal = vp8.as_ref().and_then(|i| i.temporal);
+        track.temporal_layers |= temporal.is_some();
+        if let Some(layer) = track.layers.get_mut(usize::from(spatial)) {
+            layer.observe(now, packet.payload.len(), temporal);
+            if keyframe_start {
+                layer.keyframes.keyframe_received();
+                if let Some(size) = vp8.as_ref().and_then(|i| i.size) {
+                    layer.size = Some(size);
+                }
+            }
         }
+        let layer_packet = LayerPacket {
+            spatial,
+            temporal,
+            layer_sync: vp8.as_ref().is_some_and(|i| i.layer_sync),
+            frame_start: vp8.as_ref().is_none_or(|i| i.frame_start),
+            keyframe_start,
+        };
         let incoming = IncomingPacket {
             ssrc: *ssrc,
             seq: *packet.seq_no,
@@ -1022,7 +1120,8 @@ impl Sfu {
             ..Default::default()
         };
 
-        let mut wants_keyframe = false;
+        // Spatial layers some subscriber waits for a keyframe of.
+        let mut wants_keyframe: u8 = 0;
         let Some(room) = self.rooms.get(&p.room) else {
             return;
         };
@@ -1045,10 +1144,36 @@ impl Sfu {
                 continue;
             };
             down.forwarder.set_codec(codec.video, codec.clock_rate);
+            let mut switched = false;
+            if codec.video.is_some() {
+                match down.selector.select(layer_packet) {
+                    Selection::Forward => {}
+                    Selection::Switch => {
+                        // The new layer is another encoder: its numbering
+                        // starts over from the last packet sent.
+                        down.forwarder.restart();
+                        switched = true;
+                        self.stats.layer_switches += 1;
+                    }
+                    Selection::Skip => {
+                        down.forwarder.skip(incoming);
+                        if let Some(info) = &vp8 {
+                            down.pictures.drop_frame(info);
+                        }
+                        continue;
+                    }
+                    Selection::Ignore => continue,
+                    Selection::NeedKeyframe { spatial } => {
+                        wants_keyframe |= 1 << spatial.min(7);
+                        continue;
+                    }
+                }
+            }
             let (seq, timestamp) = match down.forwarder.forward(incoming) {
                 Verdict::Forward { seq, timestamp } => (seq, timestamp),
                 Verdict::WaitForKeyframe => {
-                    wants_keyframe = true;
+                    down.selector.reset();
+                    wants_keyframe |= 1 << spatial.min(7);
                     continue;
                 }
                 Verdict::Late => continue,
@@ -1072,34 +1197,49 @@ impl Sfu {
                     o
                 }
             };
+            let patch = vp8.as_ref().and_then(|info| {
+                let values = down.pictures.forward(info, switched);
+                PictureNumbering::patch(descriptor.as_ref(), info, values)
+            });
             let mut api = s.subscriber.conn.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };
-            stream.write_rtp(
-                RtpWrite::new(
-                    out_pt,
-                    seq.into(),
-                    timestamp,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(ext.clone())
-                .nackable(codec.video.is_some()),
-            );
+            let mut write = RtpWrite::new(
+                out_pt,
+                seq.into(),
+                timestamp,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext.clone())
+            .nackable(codec.video.is_some());
+            if let Some(patch) = patch {
+                write = write.vp8_patch(patch);
+            }
+            stream.write_rtp(write);
             self.stats.rtp_packets_out += 1;
             if !self.dirty.contains(&(*sid, Pc::Subscriber)) {
                 self.dirty.push((*sid, Pc::Subscriber));
             }
         }
-        if wants_keyframe {
-            self.request_keyframe(now, pid, track_id);
+        for spatial in 0..8u8 {
+            if wants_keyframe & (1 << spatial) != 0 {
+                self.request_keyframe(now, pid, track_id, spatial);
+            }
         }
     }
 
-    /// Asks the publisher of `track` for a keyframe, throttled.
-    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, track: TrackId) {
+    /// Asks the publisher of `track` for a keyframe of one spatial layer,
+    /// throttled.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        track: TrackId,
+        spatial: u8,
+    ) {
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
@@ -1109,20 +1249,24 @@ impl Sfu {
         if t.kind() != amphi_protocol::MediaKind::Video {
             return;
         }
-        if t.keyframes.request(now) {
-            let mid = t.mid;
-            self.send_keyframe_request(publisher, mid);
+        let mid = t.mid;
+        let Some(layer) = t.layers.get_mut(usize::from(spatial)) else {
+            return;
+        };
+        if layer.keyframes.request(now) {
+            let rid = layer.rid;
+            self.send_keyframe_request(publisher, mid, rid);
         }
     }
 
-    fn send_keyframe_request(&mut self, publisher: ParticipantId, mid: Mid) {
+    fn send_keyframe_request(&mut self, publisher: ParticipantId, mid: Mid, rid: Option<Rid>) {
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
         let mut api = p.publisher.conn.rtc.direct_api();
         // Before the first packet there is no stream to ask; the first
         // packets of a new stream are a keyframe anyway.
-        if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+        if let Some(rx) = api.stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests += 1;
             self.dirty.push((publisher, Pc::Publisher));
@@ -1139,8 +1283,15 @@ impl Sfu {
 
     // ----- helpers ------------------------------------------------------
 
-    fn new_rtc(&self, now: Instant) -> Rtc {
-        let mut rtc = RtcConfig::new()
+    /// A str0m connection. `bwe`: estimate the bandwidth towards the peer
+    /// (subscriber connections, whose downlink the allocator shares).
+    fn new_rtc(&self, now: Instant, bwe: bool) -> Rtc {
+        let mut config = RtcConfig::new();
+        if bwe && self.config.bandwidth_estimation {
+            config = config.enable_bwe(Some(Bitrate::bps(allocation::INITIAL_ESTIMATE)));
+        }
+        // Bounded retransmission history (recovery.rs).
+        let mut rtc = crate::recovery::configure(config)
             .set_ice_lite(true)
             .set_rtp_mode(true)
             // Per-stream NACK, PLI and loss counts for metrics (SfuStats).
@@ -1223,10 +1374,19 @@ impl Sfu {
                 }
             }
             for t in &p.publisher.tracks {
-                if let Some(at) = t.keyframes.poll_timeout() {
-                    earliest(at);
+                for layer in &t.layers {
+                    if let Some(at) = layer.keyframes.poll_timeout() {
+                        earliest(at);
+                    }
                 }
             }
+        }
+        earliest(self.next_media_tick);
+        if let Some(at) = self.speakers.poll_timeout() {
+            earliest(at);
+        }
+        if let Some(at) = self.quality_deadline() {
+            earliest(at);
         }
         // With nothing scheduled, look again in a while anyway.
         next.unwrap_or(self.now + std::time::Duration::from_secs(1))

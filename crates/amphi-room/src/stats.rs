@@ -19,6 +19,8 @@ pub struct SfuStats {
     /// participant does not have the floor.
     pub rtp_packets_held: u64,
     pub keyframe_requests: u64,
+    /// Subscribers moved to another simulcast layer (at a keyframe).
+    pub layer_switches: u64,
     /// PLIs subscribers sent us (from str0m's per-stream statistics, so
     /// up to a second late).
     pub plis_received: u64,

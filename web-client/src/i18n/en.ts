@@ -57,6 +57,8 @@ export const en = {
   'room.leaveLong': 'Leave the meeting',
   'room.micMuted': 'Microphone muted',
   'room.camOffLabel': 'Camera off',
+  'tile.pin': 'Pin {name}',
+  'tile.unpin': 'Unpin {name}',
   'room.participants': '{n} participants',
   'room.participantsOne': '1 participant',
   'room.selfName': '{name} (you)',
@@ -231,6 +233,12 @@ export const en = {
   'screen.start': 'Share your screen',
   'screen.stop': 'Stop sharing your screen',
   'screen.failed': 'Your screen could not be shared.',
+  'quality.good': 'Connection: good',
+  'quality.fair': 'Connection: fair',
+  'quality.poor': 'Connection: poor',
+  'layout.speaker': 'Speaker view',
+  'layout.toSpeaker': 'Show the person speaking large',
+  'layout.toGrid': 'Show everyone the same size',
 } as const;
 
 export type MessageKey = keyof typeof en;

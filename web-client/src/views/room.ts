@@ -17,6 +17,7 @@ import {
   type Promotion,
   type RoomState,
   type Source,
+  type ConnectionQuality,
 } from '../protocol';
 
 /** Longest chat message (amphi_protocol::MAX_CHAT_CHARS). */
@@ -25,7 +26,10 @@ import { Session, type ConnState, type PublishedSource, type RemoteTrack, type S
 import { displayName, type RoomContext } from './join';
 import { goHome, showError, showLeft } from './screens';
 import { closeAllDialogs, dialogOpen, modal, type ModalOptions } from './dialog';
+import { SpeakerLayout } from './speakers';
 import { Tile } from './tile';
+import { qualityMap } from './quality';
+import { TrackViews } from './track-views';
 
 export function enterRoom(ctx: RoomContext, media: LocalMedia, rejoin: () => void): void {
   new RoomView(ctx, media, rejoin).start();
@@ -92,6 +96,8 @@ class RoomView {
   /** Static texts, redone when the language changes. */
   private readonly labels: (() => void)[] = [];
   private readonly selfTile: Tile;
+  /** Speaking highlight and speaker view (speakers.ts). */
+  private readonly speakerLayout: SpeakerLayout;
   private readonly tiles = new Map<string, Tile>();
   private readonly screenTiles = new Map<string, Tile>();
   private participants = new Map<string, ParticipantInfo>();
@@ -101,7 +107,13 @@ class RoomView {
   private busy = false;
   private countdown: number | undefined;
   private done = false;
+  /** The participant whose tile is pinned (shown across the grid). */
+  private pinned: string | null = null;
+  /** Everyone's connection quality, from the latest `connection_quality`. */
+  private qualities = new Map<string, ConnectionQuality>();
   private readonly onPageHide = () => this.session.close();
+  /** Reports each received video's size and visibility to the server. */
+  private readonly views = new TrackViews((track, visible, w, hh) => this.session.trackSettings(track, visible, w, hh));
 
   constructor(
     ctx: RoomContext,
@@ -116,6 +128,8 @@ class RoomView {
         this.selfName = msg.participant.name;
         this.selfInfo = msg.participant;
         this.wasModerator = msg.permissions.moderate;
+        this.speakerLayout.reset();
+        this.views.resend();
         this.roomState = msg.room_state ?? EMPTY_ROOM_STATE;
         this.participants = new Map(msg.participants.filter((p) => p.id !== this.selfId).map((p) => [p.id, p]));
         this.setWaitingPage(false);
@@ -167,12 +181,20 @@ class RoomView {
         this.renderLobby();
       },
       draining: () => this.toast(t('mod.draining')),
+      speakers: (list) => this.speakerLayout.setSpeakers(list),
+      connectionQuality: (list) => {
+        this.qualities = qualityMap(list);
+        this.applyQuality();
+      },
+      // Answers to `amphiStats()` in the browser console (debugging).
+      stats: (msg) => console.info('amphi stats', msg),
       ended: (end) => this.onEnded(end),
       local: (source) => this.local(source),
     });
 
     this.selfTile = new Tile('tile', true);
     this.grid = h('main', { class: 'grid', attrs: { 'aria-label': t('room.grid'), 'data-testid': 'grid' } }, this.selfTile.el);
+    this.speakerLayout = new SpeakerLayout(this.grid, () => this.applySpeakers());
     this.banner = h('div', { class: 'banner', attrs: { role: 'status', 'aria-live': 'polite', 'data-testid': 'conn-status' } });
     this.toasts = h('div', { class: 'toasts', attrs: { role: 'status', 'aria-live': 'polite' } });
     this.count = h('span', { class: 'count', attrs: { 'data-testid': 'participant-count' } });
@@ -213,6 +235,7 @@ class RoomView {
       this.leaveBtn.lastElementChild!.textContent = t('room.leave');
     });
     ariaLabel(this.grid, 'room.grid');
+    label(() => this.speakerLayout.relabel());
 
     // Header: language, breakout group.
     this.langBtn = h('button', { class: 'btn small', attrs: { type: 'button', 'data-testid': 'lang-toggle', lang: language() === 'en' ? 'fr' : 'en' } });
@@ -435,6 +458,7 @@ class RoomView {
           h('span', { class: 'room-title', text: ctx.room }),
           this.groupLabel,
           this.count,
+          this.speakerLayout.button,
           this.helpBtn,
           this.langBtn,
         ),
@@ -913,6 +937,9 @@ class RoomView {
     this.watchCamera();
     this.render();
     this.session.start();
+    // Debugging: `amphiStats()` in the console asks the server for this
+    // participant's media statistics (logged by the `stats` handler).
+    Object.assign(window, { amphiStats: () => this.session.sendMessage({ type: 'get_stats' }) });
   }
 
   private local(source: PublishedSource): { track: MediaStreamTrack | null; muted: boolean } {
@@ -959,6 +986,10 @@ class RoomView {
       let tile = this.tiles.get(id);
       if (!tile) {
         tile = new Tile('tile', false, () => (this.soundBtn.hidden = false));
+        tile.enablePin(() => {
+          this.pinned = this.pinned === id ? null : id;
+          this.render();
+        });
         this.tiles.set(id, tile);
         this.grid.appendChild(tile.el);
       }
@@ -971,6 +1002,7 @@ class RoomView {
       tile.setMicMuted(!micInfo || micInfo.muted);
       tile.setAudio(mine.filter((r) => r.kind === 'audio').map((r) => r.track));
       tile.setHand(!!p.hand_raised, hands.indexOf(id) + 1);
+      tile.setPinned(this.pinned === id);
 
       const screenInfo = p.tracks.find((tr) => tr.source === 'screen_share');
       const screen = screenInfo && !screenInfo.muted ? mine.find((r) => r.source === 'screen_share') : undefined;
@@ -992,6 +1024,7 @@ class RoomView {
     }
     for (const [id, tile] of this.tiles) {
       if (!visible.has(id)) {
+        if (this.pinned === id) this.pinned = null;
         tile.destroy();
         this.tiles.delete(id);
         this.screenTiles.get(id)?.destroy();
@@ -1002,6 +1035,34 @@ class RoomView {
     this.grid.dataset.count = String(Math.min(visible.size + 1, 10));
     this.count.textContent = n === 1 ? t('room.participantsOne') : t('room.participants', { n });
     this.renderControls();
+    this.applySpeakers();
+    this.applyQuality();
+    this.syncViews(visible);
+  }
+
+  /** Binds every shown remote video to its server track id (track-views.ts). */
+  private syncViews(visible: Map<string, ParticipantInfo>): void {
+    const views = new Map<string, { el: HTMLElement; shown: () => boolean }>();
+    for (const r of this.remote) {
+      if (r.kind !== 'video' || !visible.has(r.participant)) continue;
+      const tile = r.source === 'screen_share' ? this.screenTiles.get(r.participant) : this.tiles.get(r.participant);
+      if (!tile) continue;
+      views.set(r.trackId, { el: tile.videoElement, shown: () => tile.el.dataset.camera === 'on' });
+    }
+    this.views.sync(views);
+  }
+
+  /** Each tile's connection quality indicator (quality.ts). */
+  private applyQuality(): void {
+    if (this.done) return;
+    this.selfTile.setQuality((this.selfId && this.qualities.get(this.selfId)) || null);
+    for (const [id, tile] of this.tiles) tile.setQuality(this.qualities.get(id) ?? null);
+  }
+
+  /** Speaking highlight and layout, after the tiles changed or the speakers did. */
+  private applySpeakers(): void {
+    if (this.done) return;
+    this.speakerLayout.apply(this.selfId, this.selfTile, this.tiles, this.screenTiles, this.pinned);
   }
 
   private renderControls(): void {
@@ -1204,6 +1265,7 @@ class RoomView {
     stopAll(this.media);
     this.screen?.stop();
     this.screen = null;
+    this.views.destroy();
     this.selfTile.destroy();
     for (const tile of this.tiles.values()) tile.destroy();
     for (const tile of this.screenTiles.values()) tile.destroy();

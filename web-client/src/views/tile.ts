@@ -4,9 +4,13 @@
 // Test hooks: the tile is `data-testid="tile"` (a screen share is
 // `data-testid="screen-tile"`) with `data-participant-id` and
 // `data-participant-name`; `data-mic` / `data-camera` are "on" or "off";
-// a raised hand is a `data-testid="hand"` element inside the tile.
+// a raised hand is a `data-testid="hand"` element inside the tile;
+// `data-speaking="true"` marks the dominant speaker (views/speakers.ts) and
+// `data-stage="true"` the tile a speaker view shows large.
 import { h, icon, initials } from '../dom';
 import { t } from '../i18n';
+import type { ConnectionQuality } from '../protocol';
+import { qualityBadge, showQuality } from './quality';
 
 export class Tile {
   readonly el: HTMLElement;
@@ -18,6 +22,8 @@ export class Tile {
   private readonly audioBox: HTMLElement;
   private readonly caption: HTMLElement;
   private hand: HTMLElement | null = null;
+  private pinBtn: HTMLButtonElement | null = null;
+  private quality: { badge: HTMLElement; level: ConnectionQuality } | null = null;
   private readonly audios = new Map<MediaStreamTrack, HTMLAudioElement>();
   private videoTrack: MediaStreamTrack | null = null;
 
@@ -59,6 +65,34 @@ export class Tile {
     if (this.avatar.textContent !== ini) this.avatar.textContent = ini;
   }
 
+  /**
+   * Adds a button that pins this tile: shown across the whole grid, so the
+   * server sends its largest layer.
+   */
+  enablePin(onToggle: () => void): void {
+    if (this.pinBtn) return;
+    this.pinBtn = h('button', { class: 'pin', attrs: { type: 'button', 'data-testid': 'pin', 'aria-pressed': 'false' } }, icon('pin'));
+    this.pinBtn.addEventListener('click', onToggle);
+    this.el.appendChild(this.pinBtn);
+    this.setPinned(false);
+  }
+
+  setPinned(on: boolean): void {
+    this.el.classList.toggle('pinned', on);
+    this.el.dataset.pinned = on ? 'true' : 'false';
+    if (!this.pinBtn) return;
+    const name = this.el.dataset.participantName ?? '';
+    const label = on ? t('tile.unpin', { name }) : t('tile.pin', { name });
+    this.pinBtn.setAttribute('aria-pressed', String(on));
+    this.pinBtn.setAttribute('aria-label', label);
+    this.pinBtn.title = label;
+  }
+
+  /** The element the video plays in (its size is what the server fits). */
+  get videoElement(): HTMLVideoElement {
+    return this.video;
+  }
+
   /** Shows `track` when `show`, else the initials placeholder. */
   setVideo(track: MediaStreamTrack | null, show: boolean): void {
     if (track !== this.videoTrack) {
@@ -75,6 +109,21 @@ export class Tile {
   setMicMuted(muted: boolean): void {
     this.micBadge.hidden = !muted;
     this.el.dataset.mic = muted ? 'off' : 'on';
+  }
+
+  /** `dominant`: the one speaking now (a strong border); `active`: also speaking. */
+  setSpeaking(state: 'dominant' | 'active' | 'none'): void {
+    const speaking = state === 'dominant' ? 'true' : 'false';
+    if (this.el.dataset.speaking !== speaking) this.el.dataset.speaking = speaking;
+    this.el.classList.toggle('speaking', state === 'dominant');
+    this.el.classList.toggle('voice', state === 'active');
+  }
+
+  /** The large tile of the speaker view. */
+  setStage(on: boolean): void {
+    const stage = on ? 'true' : 'false';
+    if (this.el.dataset.stage !== stage) this.el.dataset.stage = stage;
+    this.el.classList.toggle('stage', on);
   }
 
   /** Shows a raised hand (`position`: 1 for the first raised). */
@@ -94,8 +143,25 @@ export class Tile {
     this.hand.title = label;
   }
 
+  /** Connection quality (quality.ts); `null` hides the indicator. */
+  setQuality(level: ConnectionQuality | null): void {
+    if (!level) {
+      this.quality?.badge.remove();
+      this.quality = null;
+      delete this.el.dataset.quality;
+      return;
+    }
+    if (this.quality?.level === level) return;
+    const badge = this.quality?.badge ?? qualityBadge();
+    if (!badge.isConnected) this.caption.appendChild(badge);
+    this.quality = { badge, level };
+    this.el.dataset.quality = level;
+    showQuality(badge, level);
+  }
+
   /** Texts again in the current language. */
   relabel(): void {
+    if (this.quality) showQuality(this.quality.badge, this.quality.level);
     for (const [el, key] of [
       [this.micBadge, 'room.micMuted'],
       [this.camBadge, 'room.camOffLabel'],

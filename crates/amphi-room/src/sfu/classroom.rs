@@ -111,6 +111,8 @@ impl Sfu {
             | ClientMessage::PublishOffer { .. }
             | ClientMessage::SubscribeAnswer { .. }
             | ClientMessage::Mute { .. }
+            | ClientMessage::TrackSettings { .. }
+            | ClientMessage::GetStats {}
             | ClientMessage::Ping {}
             | ClientMessage::Leave {} => Ok(()),
         };
@@ -772,6 +774,8 @@ fn message_type(msg: &ClientMessage) -> &'static str {
         ClientMessage::PublishOffer { .. } => "publish_offer",
         ClientMessage::SubscribeAnswer { .. } => "subscribe_answer",
         ClientMessage::Mute { .. } => "mute",
+        ClientMessage::TrackSettings { .. } => "track_settings",
+        ClientMessage::GetStats {} => "get_stats",
         ClientMessage::Ping {} => "ping",
         ClientMessage::Leave {} => "leave",
         ClientMessage::Chat { .. } => "chat",

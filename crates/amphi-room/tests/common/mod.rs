@@ -28,6 +28,9 @@ pub struct Client {
     pub online: bool,
 }
 
+/// Decides whether a datagram on the wire is lost (`true`).
+pub type Loss = Box<dyn FnMut(&Transmit) -> bool>;
+
 pub struct World {
     pub sfu: Sfu,
     pub clients: Vec<Client>,
@@ -37,6 +40,8 @@ pub struct World {
     /// Every subscribe offer the engine sent, in order.
     pub offers: Vec<String>,
     pub events: Vec<SfuEvent>,
+    /// Loses datagrams on the wire: called for each one, `true` drops it.
+    pub loss: Option<Loss>,
 }
 
 pub fn teacher() -> Permissions {
@@ -56,6 +61,10 @@ impl World {
         let sfu = Sfu::new(
             SfuConfig {
                 candidates: vec![server],
+                // This network delivers a whole 2 ms tick at once, with no
+                // queues: a delay-based estimator reads nothing real from
+                // it. Bandwidth estimation is tested over real sockets.
+                bandwidth_estimation: false,
                 ..SfuConfig::default()
             },
             now,
@@ -68,6 +77,7 @@ impl World {
             room: "lecture".into(),
             offers: Vec::new(),
             events: Vec::new(),
+            loss: None,
         }
     }
 
@@ -129,6 +139,11 @@ impl World {
         }
         self.drain_server(&mut wire);
         while let Some(t) = wire.pop_front() {
+            if let Some(lose) = &mut self.loss
+                && lose(&t)
+            {
+                continue;
+            }
             if t.destination == self.server {
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                 self.sfu.handle_input(Input::Receive(self.now, r));

@@ -1,0 +1,341 @@
+//! The media tick: sharing each subscriber's downlink among its tracks
+//! (see `allocator.rs` for the rules) and telling publishers which of their
+//! layers anybody needs (dynacast).
+//!
+//! Allocation runs for everyone on every tick, and at once for one
+//! subscriber when what it shows changes (`track_settings`) or its tracks
+//! open. The bandwidth estimate is str0m's send-side estimate of the
+//! subscriber connection (transport-wide congestion control feedback).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use amphi_protocol::{MediaKind, PublishLayer, ServerMessage, Source};
+use str0m::bwe::Bitrate;
+use tracing::debug;
+
+use super::Sfu;
+use crate::allocator::{Demand, Priority, allocate};
+use crate::ids::{ParticipantId, TrackId};
+use crate::layer::Layer;
+use crate::participant::{DownState, Pc, View};
+use crate::track::PublishedTrack;
+
+/// How often layers are re-allocated and layer rates updated.
+pub(super) const TICK: Duration = Duration::from_millis(500);
+
+/// The estimate a subscriber connection starts from, bits/s: enough for a
+/// medium layer and audio while str0m probes for more.
+pub(super) const INITIAL_ESTIMATE: u64 = 1_000_000;
+
+/// A layer nobody needs is stopped at the publisher after this long, so a
+/// subscriber flipping between layers does not make the encoder flap.
+const UNNEEDED_FOR: Duration = Duration::from_secs(3);
+
+/// Share of the estimate the allocator may use; going up needs more room
+/// than staying, so that a noisy estimate does not flip layers back and
+/// forth (each spatial switch costs a keyframe).
+const KEEP_SHARE: f64 = 0.95;
+const RAISE_SHARE: f64 = 0.8;
+
+impl Sfu {
+    pub(super) fn media_tick(&mut self, now: Instant) {
+        let elapsed = TICK + now.saturating_duration_since(self.next_media_tick);
+        self.next_media_tick = now + TICK;
+        for p in self.participants.values_mut() {
+            for t in &mut p.publisher.tracks {
+                for l in &mut t.layers {
+                    l.update_rates(elapsed);
+                }
+            }
+        }
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.allocate_for(now, id);
+        }
+        self.dynacast(now);
+    }
+
+    /// A subscriber's tile changed size or visibility.
+    pub(super) fn handle_track_settings(
+        &mut self,
+        now: Instant,
+        pid: ParticipantId,
+        track: &str,
+        view: View,
+    ) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        let Some(down) = p
+            .subscriber
+            .tracks
+            .iter_mut()
+            .find(|t| t.track.to_string() == track)
+        else {
+            // A track that just left: not worth an error.
+            return;
+        };
+        if down.view == Some(view) {
+            return;
+        }
+        down.view = Some(view);
+        self.allocate_for(now, pid);
+        self.dynacast(now);
+    }
+
+    /// Sets the layer of every video track `subscriber` receives.
+    pub(super) fn allocate_for(&mut self, now: Instant, subscriber: ParticipantId) {
+        let Some(s) = self.participants.get(&subscriber) else {
+            return;
+        };
+        let mut slots = Vec::new();
+        let mut demands = Vec::new();
+        for (i, down) in s.subscriber.tracks.iter().enumerate() {
+            if !matches!(down.state, DownState::Open(_)) {
+                continue;
+            }
+            let Some(track) = self
+                .participants
+                .get(&down.publisher)
+                .and_then(|p| p.publisher.tracks.iter().find(|t| t.id == down.track))
+            else {
+                continue;
+            };
+            let priority = if track.source == Source::ScreenShare {
+                Priority::ScreenShare
+            } else if self.is_speaking(down.publisher) {
+                Priority::Speaker
+            } else {
+                Priority::Normal
+            };
+            slots.push(i);
+            demands.push(demand(now, track, priority, down.view));
+        }
+        let estimate = if self.config.bandwidth_estimation {
+            s.subscriber.estimate.unwrap_or(INITIAL_ESTIMATE) as f64
+        } else {
+            // Unlimited, yet small enough for the sums not to overflow.
+            (u64::MAX >> 8) as f64
+        };
+        let keep = allocate((estimate * KEEP_SHARE) as u64, &demands);
+        let raise = allocate((estimate * RAISE_SHARE) as u64, &demands);
+
+        let Some(s) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        debug!(
+            %subscriber,
+            estimate = s.subscriber.estimate,
+            allocated = keep.allocated,
+            wanted = keep.wanted,
+            targets = ?keep.targets,
+            "allocation"
+        );
+        for (k, slot) in slots.iter().enumerate() {
+            if demands[k].audio {
+                continue;
+            }
+            let down = &mut s.subscriber.tracks[*slot];
+            let now_target = if down.selector.is_managed() {
+                down.selector.target()
+            } else {
+                None
+            };
+            let target = settle(now_target, keep.targets[k], raise.targets[k]);
+            if !down.selector.is_managed() || target != now_target {
+                down.selector.set_target(target);
+            }
+        }
+        // Sustain (with padding if need be) the rate of the next step up, so
+        // the estimate can grow into it; probe for everything wanted.
+        let wanted = keep.wanted.max(keep.allocated);
+        s.subscriber
+            .conn
+            .rtc
+            .bwe()
+            .set_bitrate(Bitrate::bps(keep.next.min(wanted)), Bitrate::bps(wanted));
+        if !self.dirty.contains(&(subscriber, Pc::Subscriber)) {
+            self.dirty.push((subscriber, Pc::Subscriber));
+        }
+    }
+
+    /// Starts the layers somebody needs and, after a while, stops those
+    /// nobody does.
+    pub(super) fn dynacast(&mut self, now: Instant) {
+        // Per track, the spatial layers subscribers receive or move to.
+        let mut needed: HashMap<TrackId, u32> = HashMap::new();
+        for s in self.participants.values() {
+            for down in &s.subscriber.tracks {
+                if down.source.kind() != MediaKind::Video {
+                    continue;
+                }
+                let mask = needed.entry(down.track).or_default();
+                match down.state {
+                    DownState::Open(_) if down.selector.is_managed() => {
+                        for l in [down.selector.target(), down.selector.current()]
+                            .into_iter()
+                            .flatten()
+                        {
+                            *mask |= 1 << l.spatial;
+                        }
+                    }
+                    // Not allocated yet: whatever comes.
+                    DownState::Open(_) | DownState::Negotiating(_) | DownState::ToOpen => {
+                        *mask = u32::MAX
+                    }
+                    DownState::ToStop(_) | DownState::Stopping(_) => {}
+                }
+            }
+        }
+        let mut messages = Vec::new();
+        for p in self.participants.values_mut() {
+            for t in &mut p.publisher.tracks {
+                if t.kind() != MediaKind::Video {
+                    continue;
+                }
+                let mask = needed.get(&t.id).copied().unwrap_or(0);
+                let mut changed = false;
+                for (i, layer) in t.layers.iter_mut().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        layer.unneeded_since = None;
+                        if !layer.active_at_source {
+                            layer.active_at_source = true;
+                            layer.resumed_at = Some(now);
+                            changed = true;
+                        }
+                    } else {
+                        let since = *layer.unneeded_since.get_or_insert(now);
+                        if layer.active_at_source
+                            && now.saturating_duration_since(since) >= UNNEEDED_FOR
+                        {
+                            layer.active_at_source = false;
+                            changed = true;
+                        }
+                    }
+                }
+                if changed {
+                    let layers = t
+                        .layers
+                        .iter()
+                        .map(|l| PublishLayer {
+                            rid: l.rid.map(|r| r.to_string()),
+                            active: l.active_at_source,
+                        })
+                        .collect();
+                    messages.push((
+                        p.id,
+                        ServerMessage::PublishLayers {
+                            track: t.id.to_string(),
+                            source: t.source,
+                            layers,
+                        },
+                    ));
+                }
+            }
+        }
+        for (pid, message) in messages {
+            self.signal(pid, message);
+        }
+    }
+
+    /// Whether `pid` is the dominant speaker where they are (their video is
+    /// served before the others').
+    fn is_speaking(&self, pid: ParticipantId) -> bool {
+        self.dominant_speaker(pid) == Some(pid)
+    }
+}
+
+/// Between the allocation that keeps a layer and the stricter one that
+/// raises it: go down as soon as the first says so, up only when the second
+/// agrees.
+fn settle(now: Option<Layer>, keep: Option<Layer>, raise: Option<Layer>) -> Option<Layer> {
+    match (now, keep) {
+        (_, None) => None,
+        (None, Some(k)) => raise.or(Some(k)).map(|r| r.min(k)),
+        (Some(n), Some(k)) if k < n => Some(k),
+        (Some(n), Some(_)) => Some(raise.map_or(n, |r| r.max(n))),
+    }
+}
+
+/// What one track asks of one subscriber's downlink.
+fn demand(now: Instant, track: &PublishedTrack, priority: Priority, view: Option<View>) -> Demand {
+    if track.kind() == MediaKind::Audio {
+        let rate = track.layers.first().map_or(track.nominal_rate(0), |l| {
+            l.cumulative_rates(track.nominal_rate(0))[2]
+        });
+        return Demand {
+            priority,
+            audio: true,
+            layers: vec![Some([rate; 3])],
+            temporal_layers: 1,
+            max_spatial: Some(0),
+        };
+    }
+    let layers = track
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(s, l)| {
+            l.available(now)
+                .then(|| l.cumulative_rates(track.nominal_rate(s as u8)))
+        })
+        .collect();
+    Demand {
+        priority,
+        audio: false,
+        layers,
+        temporal_layers: if track.temporal_layers { 3 } else { 1 },
+        max_spatial: max_spatial(track, view),
+    }
+}
+
+/// The smallest layer that fills the tile (`None`: the tile is hidden).
+fn max_spatial(track: &PublishedTrack, view: Option<View>) -> Option<u8> {
+    let top = track.layers.len().saturating_sub(1) as u8;
+    let Some(view) = view else {
+        return Some(top);
+    };
+    if !view.visible {
+        return None;
+    }
+    if view.width == 0 && view.height == 0 {
+        return Some(top);
+    }
+    // 10% smaller than the tile is not worth twice the bitrate.
+    (0..=top)
+        .find(|s| {
+            let (w, h) = track.layer_size(*s);
+            w * 10 >= view.width * 9 && h * 10 >= view.height * 9
+        })
+        .or(Some(top))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_go_down_at_once_and_up_only_with_room_to_spare() {
+        let l = Layer::new;
+        // Down: the keep allocation decides.
+        assert_eq!(
+            settle(Some(l(2, 2)), Some(l(1, 2)), Some(l(1, 0))),
+            Some(l(1, 2))
+        );
+        // Up only as far as the stricter allocation allows.
+        assert_eq!(
+            settle(Some(l(0, 2)), Some(l(2, 2)), Some(l(1, 1))),
+            Some(l(1, 1))
+        );
+        // Between the two: stay.
+        assert_eq!(
+            settle(Some(l(1, 2)), Some(l(2, 0)), Some(l(1, 0))),
+            Some(l(1, 2))
+        );
+        // Pause when nothing fits; resume at the stricter layer.
+        assert_eq!(settle(Some(l(0, 0)), None, None), None);
+        assert_eq!(settle(None, Some(l(1, 0)), Some(l(0, 2))), Some(l(0, 2)));
+        assert_eq!(settle(None, Some(l(1, 0)), None), Some(l(1, 0)));
+    }
+}

@@ -1,0 +1,161 @@
+// A student's downlink is capped: the server's bandwidth estimate for that
+// student falls, and the allocator moves the teacher's camera to a lower
+// simulcast layer. The picture keeps going (frames keep being decoded), the
+// teacher's voice is unaffected, and the full layer comes back once the cap
+// is lifted.
+//
+// The cap is a tbf queue under an htb class of the loopback interface that
+// only packets towards the student's subscriber connection (its local UDP
+// port) go through, so the teacher's uplink and the other connections keep
+// the whole loopback. Needs root in a network namespace of its own, as
+// scripts/test runs the browser tests; skipped otherwise.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { Log, launchBrowser, mintToken, openPage, requireBinaries, sleep, startServer, waitFor } from './harness.mjs';
+
+const log = new Log();
+let server = null;
+let browser = null;
+let failed = false;
+let shaped = false;
+
+const tc = (...args) => execFileSync('tc', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+
+function cap(port, rate) {
+  tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '10');
+  tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit', 'quantum', '60000');
+  tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', '10gbit', 'quantum', '60000');
+  tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:20', 'handle', '20:', 'tbf', 'rate', rate, 'burst', '32kbit', 'latency', '300ms');
+  tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'dport', String(port), '0xffff', 'flowid', '1:20');
+  shaped = true;
+}
+
+function uncap() {
+  if (!shaped) return;
+  shaped = false;
+  tc('qdisc', 'del', 'dev', 'lo', 'root');
+}
+
+function canShape() {
+  try {
+    // Only inside a namespace of our own: never shape the machine's loopback.
+    const own = execFileSync('ip', ['-o', 'link', 'show']).toString().trim().split('\n').length === 1;
+    tc('qdisc', 'show', 'dev', 'lo');
+    return own && process.getuid?.() === 0;
+  } catch {
+    return false;
+  }
+}
+
+after(async () => {
+  try {
+    uncap();
+  } catch {
+    // the namespace goes away with the test anyway
+  }
+  await browser?.stop();
+  await server?.stop();
+  if (failed) console.error(`---- last log lines ----\n${log.tail(250)}`);
+});
+
+/** What `page` decodes of `participant`'s camera, and its audio packets. */
+async function received(page, participant) {
+  return page.evaluate(async (id) => {
+    const video = document.querySelector(`[data-testid="tile"][data-participant-id="${id}"] video`);
+    const track = video?.srcObject?.getVideoTracks?.()[0];
+    const out = { width: 0, height: 0, frames: 0, audio: 0, port: 0 };
+    for (const pc of window.__amphiPCs || []) {
+      let report;
+      try {
+        report = await pc.getStats();
+      } catch {
+        continue;
+      }
+      let mine = false;
+      report.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video' && track && s.trackIdentifier === track.id) {
+          Object.assign(out, { width: s.frameWidth ?? 0, height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0 });
+          mine = true;
+        }
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audio += s.packetsReceived ?? 0;
+      });
+      if (!mine) continue;
+      // The local port of the subscriber connection's selected pair.
+      report.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+          const pair = report.get(s.selectedCandidatePairId);
+          const local = pair && report.get(pair.localCandidateId);
+          if (local) out.port = local.port;
+        }
+      });
+    }
+    return out;
+  }, participant);
+}
+
+const selfId = (page) =>
+  page.locator('[data-testid="tile"] video.mirror').evaluate((v) => v.closest('[data-testid="tile"]').getAttribute('data-participant-id'));
+
+test('a capped downlink gets a lower layer, keeps decoding and hearing, and recovers', { timeout: 170_000 }, async (t) => {
+  if (!canShape()) {
+    t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
+    return;
+  }
+  try {
+    requireBinaries();
+    server = await startServer(log);
+    browser = await launchBrowser(log);
+    const { context } = browser;
+    const room = `bwe-${Date.now().toString(36)}`;
+    const watch = { urls: [], pageErrors: [] };
+    const link = (token) => `${server.url}room/${room}#token=${token}&autojoin=1`;
+    const [tokT, tokA] = await Promise.all([
+      mintToken({ room, identity: 'teacher', name: 'Teacher', role: 'teacher' }),
+      mintToken({ room, identity: 'ana', name: 'Ana', role: 'student' }),
+    ]);
+    const T = await openPage(context, 'T', log, watch);
+    await T.goto(link(tokT));
+    const idT = await waitFor('the teacher to join', () => selfId(T).catch(() => null));
+    const A = await openPage(context, 'A', log, watch);
+    await A.setViewportSize({ width: 1920, height: 1080 });
+    await A.goto(link(tokA));
+    const tileT = A.locator(`[data-testid="tile"][data-participant-id="${idT}"]`);
+    await tileT.waitFor({ timeout: 20_000 });
+    await tileT.hover();
+    await tileT.getByTestId('pin').click();
+
+    const full = await waitFor('A to decode the teacher at 1280x720', async () => {
+      const r = await received(A, idT);
+      return r.width === 1280 && r.port ? r : null;
+    }, { timeoutMs: 30_000 });
+    t.diagnostic(`uncapped: ${full.width}x${full.height}, subscriber port ${full.port}`);
+
+    cap(full.port, '250kbit');
+    const low = await waitFor('the layer to drop under the cap', async () => {
+      const r = await received(A, idT);
+      return r.width > 0 && r.width <= 640 ? r : null;
+    }, { timeoutMs: 30_000, intervalMs: 500 });
+    t.diagnostic(`capped at 250 kbit/s: ${low.width}x${low.height}`);
+    // Under the cap: frames keep coming and so does the teacher's voice.
+    const a = await received(A, idT);
+    await sleep(4_000);
+    const b = await received(A, idT);
+    assert.ok(b.width <= 640, `still a low layer (${b.width})`);
+    assert.ok(b.frames - a.frames >= 20, `frames keep being decoded under the cap (${a.frames} -> ${b.frames})`);
+    assert.ok(b.audio - a.audio >= 150, `audio keeps flowing under the cap (${a.audio} -> ${b.audio} packets in 4 s)`);
+    const stats = tc('-s', 'qdisc', 'show', 'dev', 'lo');
+    assert.match(stats, /qdisc tbf 20:[\s\S]*?Sent [1-9]/, 'the student\'s traffic went through the cap');
+
+    uncap();
+    const back = await waitFor('A to get 1280x720 again', async () => {
+      const r = await received(A, idT);
+      return r.width === 1280 ? r : null;
+    }, { timeoutMs: 60_000, intervalMs: 500 });
+    t.diagnostic(`cap lifted: ${back.width}x${back.height}`);
+    assert.deepEqual(watch.pageErrors, []);
+  } catch (err) {
+    failed = true;
+    throw err;
+  }
+});

@@ -61,12 +61,6 @@ async function seen(page, id) {
 const selfId = (page) =>
   page.locator('[data-testid="tile"] video.mirror').evaluate((v) => v.closest('[data-testid="tile"]').getAttribute('data-participant-id'));
 
-async function timed(what, fn, timeoutMs = 30_000) {
-  const t0 = performance.now();
-  await waitFor(what, fn, { timeoutMs, intervalMs: 20 });
-  return Math.round(performance.now() - t0);
-}
-
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
@@ -102,25 +96,23 @@ try {
       const v = await seen(S, idT);
       return v && v.width > 0 && v.width <= 320;
     }, { timeoutMs: 30_000 });
-    await S.setViewportSize({ width: 1920, height: 1080 });
+    // Up: the student maximises the window and pins the teacher's tile.
     const tile = S.locator(`[data-testid="tile"][data-participant-id="${idT}"]`);
+    let t1 = performance.now();
+    await S.setViewportSize({ width: 1920, height: 1080 });
     await tile.hover();
-    samples.switch_up_ms.push(
-      await (async () => {
-        await tile.getByTestId('pin').click();
-        return timed('1280x720', async () => (await seen(S, idT))?.width === 1280);
-      })(),
-    );
-    samples.switch_down_ms.push(
-      await (async () => {
-        await S.setViewportSize({ width: 360, height: 640 });
-        await tile.getByTestId('pin').click();
-        return timed('320 wide or less', async () => {
-          const v = await seen(S, idT);
-          return v && v.width > 0 && v.width <= 320;
-        });
-      })(),
-    );
+    await tile.getByTestId('pin').click();
+    await waitFor('1280x720', async () => (await seen(S, idT))?.width === 1280, { timeoutMs: 30_000, intervalMs: 20 });
+    samples.switch_up_ms.push(Math.round(performance.now() - t1));
+    // Down: back to the phone-sized window, unpinned.
+    t1 = performance.now();
+    await S.setViewportSize({ width: 360, height: 640 });
+    await tile.getByTestId('pin').click();
+    await waitFor('320 wide or less', async () => {
+      const v = await seen(S, idT);
+      return v && v.width > 0 && v.width <= 320;
+    }, { timeoutMs: 30_000, intervalMs: 20 });
+    samples.switch_down_ms.push(Math.round(performance.now() - t1));
     await S.close();
     await T.close();
     process.stderr.write(`run ${i + 1}/${runs}: first frame ${samples.first_frame_ms.at(-1)} ms, up ${samples.switch_up_ms.at(-1)} ms, down ${samples.switch_down_ms.at(-1)} ms\n`);

@@ -184,6 +184,7 @@ impl Subscriber {
             selector: LayerSelector::default(),
             pictures: PictureNumbering::default(),
             view: None,
+            max_spatial: None,
         });
     }
 
@@ -243,6 +244,11 @@ pub(crate) struct DownTrack {
     pub pictures: PictureNumbering,
     /// How the subscriber shows it (`track_settings`); `None` until told.
     pub view: Option<View>,
+    /// The largest spatial layer the view can use, from the last
+    /// allocation: dynacast keeps it encoded even while the bandwidth
+    /// estimate catches up, so an enlarged tile does not also wait for the
+    /// publisher's encoder to start.
+    pub max_spatial: Option<u8>,
 }
 
 /// A subscriber's tile for one video track, in device pixels.

@@ -137,6 +137,7 @@ impl Sfu {
                 continue;
             }
             let down = &mut s.subscriber.tracks[*slot];
+            down.max_spatial = demands[k].max_spatial;
             let now_target = if down.selector.is_managed() {
                 down.selector.target()
             } else {
@@ -178,6 +179,9 @@ impl Sfu {
                             .flatten()
                         {
                             *mask |= 1 << l.spatial;
+                        }
+                        if let Some(s) = down.max_spatial {
+                            *mask |= 1 << s;
                         }
                     }
                     // Not allocated yet: whatever comes.

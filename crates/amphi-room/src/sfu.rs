@@ -215,6 +215,15 @@ impl Sfu {
         (published.sum(), self.participants.values().map(open).sum())
     }
 
+    /// Each subscriber connection's downlink bandwidth estimate (str0m's
+    /// send-side BWE), bits/s, for metrics; subscribers without an
+    /// estimate yet are left out rather than counted as 0.
+    pub fn downlink_estimates(&self) -> impl Iterator<Item = u64> + '_ {
+        self.participants
+            .values()
+            .filter_map(|p| p.subscriber.estimate)
+    }
+
     pub fn handle_input(&mut self, input: Input<'_>) {
         let now = match &input {
             Input::Receive(t, _) | Input::Timeout(t) | Input::Command(t, _) => *t,

@@ -449,6 +449,15 @@ impl Config {
                 format!("{:?}: {e}", self.log.level),
             ));
         }
+        let others = crate::turn::OtherListeners {
+            media_udp: SocketAddr::new(self.media.bind_ip, self.media.udp_port),
+            media_tcp: self.tcp_bind(),
+            http: self.http.listen,
+            http_tls: tls.enabled(),
+        };
+        for (key, message) in self.turn.issues(self.media.bind_ip, &others) {
+            issues.push(Issue::new(key, message));
+        }
         for (i, w) in self.webhooks.iter().enumerate() {
             if let Err(e) = crate::webhooks::Endpoint::parse_url(&w.url) {
                 issues.push(Issue::new(format!("webhooks[{i}].url"), e));

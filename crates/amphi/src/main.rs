@@ -306,8 +306,15 @@ async fn run(config: Config, keys: KeySet, dev: bool) -> anyhow::Result<()> {
             None => None,
         };
         let public_ip = config.media.public_ips.first().copied();
-        let turn =
-            turn::start(&config.turn, config.media.bind_ip, public_ip, sfu, acceptor).await?;
+        let turn = turn::start(
+            &config.turn,
+            config.media.bind_ip,
+            public_ip,
+            sfu,
+            acceptor,
+            ops.clone(),
+        )
+        .await?;
         let minter = turn.minter.clone();
         media.set_ice_servers(Arc::new(move |participant| minter.ice_servers(participant)));
     }

@@ -200,6 +200,9 @@ impl MediaLoop {
             self.serve_tcp();
             let mut timeout = self.flush();
             let now = Instant::now();
+            if let Some(tcp) = &self.tcp {
+                self.observer.ice_tcp(tcp.accepted, tcp.open());
+            }
             self.observer.tick(&self.sfu, now, false);
             if timeout <= now {
                 self.sfu.handle_input(Input::Timeout(now));

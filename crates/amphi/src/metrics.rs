@@ -22,6 +22,86 @@ use tokio::sync::mpsc::UnboundedSender;
 /// How often the media thread publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
+/// Upper bounds (bits/s) of the buckets of subscribers by downlink
+/// estimate: from below one small video layer to more than any call here
+/// needs, so that "how many people are starved" is one bucket read.
+pub const ESTIMATE_BUCKETS: [u64; 8] = [
+    150_000, 300_000, 500_000, 1_000_000, 1_500_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// The subscribers' downlink bandwidth estimates at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EstimateSummary {
+    /// Subscribers with an estimate.
+    pub count: usize,
+    pub sum: u64,
+    pub min: u64,
+    /// The lower median (an actual subscriber's estimate).
+    pub median: u64,
+    /// Subscribers whose estimate is at most `ESTIMATE_BUCKETS[i]`
+    /// (cumulative, as Prometheus buckets are).
+    pub buckets: [usize; ESTIMATE_BUCKETS.len()],
+}
+
+impl EstimateSummary {
+    pub fn of(estimates: impl Iterator<Item = u64>) -> Self {
+        let mut all: Vec<u64> = estimates.collect();
+        all.sort_unstable();
+        let mut buckets = [0; ESTIMATE_BUCKETS.len()];
+        for (b, bound) in buckets.iter_mut().zip(ESTIMATE_BUCKETS) {
+            *b = all.partition_point(|e| *e <= bound);
+        }
+        EstimateSummary {
+            count: all.len(),
+            sum: all.iter().fold(0u64, |a, e| a.saturating_add(*e)),
+            min: all.first().copied().unwrap_or(0),
+            median: all
+                .get(all.len().saturating_sub(1) / 2)
+                .copied()
+                .unwrap_or(0),
+            buckets,
+        }
+    }
+}
+
+/// How a TURN client reaches the server, as the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TurnTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl TurnTransport {
+    const ALL: [TurnTransport; 3] = [TurnTransport::Udp, TurnTransport::Tcp, TurnTransport::Tls];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            TurnTransport::Udp => "udp",
+            TurnTransport::Tcp => "tcp",
+            TurnTransport::Tls => "tls",
+        }
+    }
+}
+
+/// Held by a TURN allocation: counts it while it lives, whichever of its
+/// several ends (expiry, refresh to 0, the client's connection closing)
+/// removes it.
+pub struct TurnAllocationGauge {
+    ops: Arc<Ops>,
+    transport: TurnTransport,
+}
+
+impl Drop for TurnAllocationGauge {
+    fn drop(&mut self) {
+        self.ops.turn_open[self.transport.index()].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Why a join was refused, as the `reason` label of
 /// `amphi_join_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +158,11 @@ pub struct MediaSnapshot {
     pub nacks_sent: u64,
     pub nacks_received: u64,
     pub packets_lost_downstream: u64,
+    pub layer_switches: u64,
+    pub downlink: EstimateSummary,
+    /// ICE-TCP connections accepted since start, and open now.
+    pub ice_tcp_accepted: u64,
+    pub ice_tcp_open: usize,
 }
 
 /// What the HTTP side knows about the server's health; shared by every
@@ -91,6 +176,11 @@ pub struct Ops {
     pub webhooks_delivered: AtomicU64,
     pub webhooks_retried: AtomicU64,
     pub webhooks_failed: AtomicU64,
+    /// TURN allocations created, and alive now, by `TurnTransport`. The
+    /// TURN server runs on tokio tasks, not the media thread, so these are
+    /// atomics like the webhook counters.
+    turn_created: [AtomicU64; TurnTransport::ALL.len()],
+    turn_open: [AtomicU64; TurnTransport::ALL.len()],
     started: std::time::SystemTime,
 }
 
@@ -104,6 +194,8 @@ impl Default for Ops {
             webhooks_delivered: AtomicU64::new(0),
             webhooks_retried: AtomicU64::new(0),
             webhooks_failed: AtomicU64::new(0),
+            turn_created: Default::default(),
+            turn_open: Default::default(),
             started: std::time::SystemTime::now(),
         }
     }
@@ -113,6 +205,17 @@ impl Ops {
     pub fn join_failed(&self, why: JoinFailure) {
         let i = JoinFailure::ALL.iter().position(|w| *w == why).unwrap_or(0);
         self.join_failures[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A TURN allocation was created; it counts as open until the
+    /// returned gauge is dropped.
+    pub fn turn_allocated(self: &Arc<Self>, transport: TurnTransport) -> TurnAllocationGauge {
+        self.turn_created[transport.index()].fetch_add(1, Ordering::Relaxed);
+        self.turn_open[transport.index()].fetch_add(1, Ordering::Relaxed);
+        TurnAllocationGauge {
+            ops: self.clone(),
+            transport,
+        }
     }
 
     pub fn set_media_running(&self, running: bool) {
@@ -272,10 +375,65 @@ impl Ops {
             "Packets subscribers report lost in their RTCP receiver reports (downstream). Upstream loss is not measured yet.",
             &[("direction=\"downstream\"", s.packets_lost_downstream)],
         );
-        // Said here rather than exported as a made-up number.
-        out.push_str(
-            "# amphi_bandwidth_estimate_bps is not exported: the engine does not run \
-             bandwidth estimation yet (see docs/operations.md).\n",
+        metric(
+            "amphi_layer_switches_total",
+            "counter",
+            "Subscribers moved to another simulcast layer (at a keyframe).",
+            &[("", s.layer_switches)],
+        );
+        let d = &s.downlink;
+        metric(
+            "amphi_downlink_estimate_sum_bits_per_second",
+            "gauge",
+            "Sum of the subscribers' downlink bandwidth estimates (send-side BWE).",
+            &[("", d.sum)],
+        );
+        // Min and median only when someone has an estimate: a made-up 0
+        // would fire every "starved subscriber" alert on an idle server.
+        let some = |v: u64| if d.count > 0 { vec![("", v)] } else { vec![] };
+        metric(
+            "amphi_downlink_estimate_min_bits_per_second",
+            "gauge",
+            "The lowest subscriber downlink bandwidth estimate (absent without subscribers).",
+            &some(d.min),
+        );
+        metric(
+            "amphi_downlink_estimate_median_bits_per_second",
+            "gauge",
+            "The median subscriber downlink bandwidth estimate (absent without subscribers).",
+            &some(d.median),
+        );
+        // Buckets of a distribution at one moment (a "gauge histogram"):
+        // gauges with `le`, so histogram_quantile() works on them while
+        // nothing pretends to be a counter that can go down.
+        let bounds: Vec<String> = ESTIMATE_BUCKETS
+            .iter()
+            .map(|b| format!("le=\"{b}\""))
+            .chain(std::iter::once("le=\"+Inf\"".to_owned()))
+            .collect();
+        let counts = d.buckets.iter().copied().chain(std::iter::once(d.count));
+        let buckets: Vec<(&str, u64)> = bounds
+            .iter()
+            .map(String::as_str)
+            .zip(counts.map(|c| c as u64))
+            .collect();
+        metric(
+            "amphi_downlink_estimate_subscribers",
+            "gauge",
+            "Subscribers whose downlink bandwidth estimate is at most le bits/s (cumulative).",
+            &buckets,
+        );
+        metric(
+            "amphi_ice_tcp_connections_total",
+            "counter",
+            "ICE-TCP connections accepted on media.tcp_port.",
+            &[("", s.ice_tcp_accepted)],
+        );
+        metric(
+            "amphi_ice_tcp_connections",
+            "gauge",
+            "ICE-TCP connections open.",
+            &[("", s.ice_tcp_open as u64)],
         );
         let failures: Vec<(String, u64)> = JoinFailure::ALL
             .iter()
@@ -295,6 +453,32 @@ impl Ops {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
         };
+        let turn = |counters: &[AtomicU64; 3]| -> Vec<(String, u64)> {
+            TurnTransport::ALL
+                .iter()
+                .map(|t| {
+                    (
+                        format!("transport=\"{}\"", t.label()),
+                        counters[t.index()].load(Ordering::Relaxed),
+                    )
+                })
+                .collect()
+        };
+        let (created, open) = (turn(&self.turn_created), turn(&self.turn_open));
+        let created: Vec<(&str, u64)> = created.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let open: Vec<(&str, u64)> = open.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "amphi_turn_allocations_total",
+            "counter",
+            "TURN allocations created, by how the client reached the TURN server.",
+            &created,
+        );
+        metric(
+            "amphi_turn_allocations",
+            "gauge",
+            "TURN allocations alive, by how the client reached the TURN server.",
+            &open,
+        );
         metric(
             "amphi_join_failures_total",
             "counter",
@@ -378,6 +562,8 @@ pub struct MediaObserver {
     bytes_in: u64,
     datagrams_out: u64,
     bytes_out: u64,
+    ice_tcp_accepted: u64,
+    ice_tcp_open: usize,
 }
 
 impl MediaObserver {
@@ -395,6 +581,8 @@ impl MediaObserver {
             bytes_in: 0,
             datagrams_out: 0,
             bytes_out: 0,
+            ice_tcp_accepted: 0,
+            ice_tcp_open: 0,
         }
     }
 
@@ -416,6 +604,13 @@ impl MediaObserver {
     pub fn sent(&mut self, len: usize) {
         self.datagrams_out += 1;
         self.bytes_out += len as u64;
+    }
+
+    /// The ICE-TCP listener's counts (connections accepted, open now).
+    #[inline]
+    pub fn ice_tcp(&mut self, accepted: u64, open: usize) {
+        self.ice_tcp_accepted = accepted;
+        self.ice_tcp_open = open;
     }
 
     /// A message the engine sends a participant: counts refusals.
@@ -477,6 +672,43 @@ impl MediaObserver {
             nacks_sent: st.nacks_sent,
             nacks_received: st.nacks_received,
             packets_lost_downstream: st.packets_lost_downstream,
+            layer_switches: st.layer_switches,
+            downlink: EstimateSummary::of(sfu.downlink_estimates()),
+            ice_tcp_accepted: self.ice_tcp_accepted,
+            ice_tcp_open: self.ice_tcp_open,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_summary_counts_buckets_cumulatively() {
+        let s = EstimateSummary::of([2_000_000, 100_000, 800_000, 40_000_000].into_iter());
+        assert_eq!(s.count, 4);
+        assert_eq!(s.sum, 42_900_000);
+        assert_eq!(s.min, 100_000);
+        assert_eq!(s.median, 800_000, "the lower median");
+        // <=150k: 1, <=300k: 1, <=500k: 1, <=1M: 2, <=1.5M: 2, <=2.5M: 3, ...
+        assert_eq!(s.buckets, [1, 1, 1, 2, 2, 3, 3, 3]);
+        assert_eq!(
+            EstimateSummary::of(std::iter::empty()),
+            EstimateSummary::default()
+        );
+    }
+
+    #[test]
+    fn turn_allocations_count_while_alive() {
+        let ops = Arc::new(Ops::default());
+        let a = ops.turn_allocated(TurnTransport::Tls);
+        let b = ops.turn_allocated(TurnTransport::Tcp);
+        drop(a);
+        let text = ops.render();
+        assert!(text.contains("amphi_turn_allocations_total{transport=\"tls\"} 1\n"));
+        assert!(text.contains("amphi_turn_allocations{transport=\"tls\"} 0\n"));
+        assert!(text.contains("amphi_turn_allocations{transport=\"tcp\"} 1\n"));
+        drop(b);
     }
 }

@@ -90,6 +90,8 @@ pub struct TcpMedia {
     pending: Vec<Token>,
     /// Frames dropped because a peer's queue was full.
     pub dropped_frames: u64,
+    /// Connections accepted since start (for metrics).
+    pub accepted: u64,
 }
 
 impl TcpMedia {
@@ -109,7 +111,13 @@ impl TcpMedia {
             first_token,
             pending: Vec::new(),
             dropped_frames: 0,
+            accepted: 0,
         })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.conns.len()
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -167,6 +175,7 @@ impl TcpMedia {
                             last_frame: None,
                         },
                     );
+                    self.accepted += 1;
                     debug!(%peer, "ICE-TCP connection accepted");
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,

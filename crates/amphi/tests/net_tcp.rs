@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use amphi_client::{ClientOptions, ClientStats, MediaKind, TestParticipant, TestServer};
 
+mod ops_common;
+use ops_common::{TempDir, eventually, metric_sample, metrics_addr};
+
 const ROOM: &str = "net-tcp";
 /// Generous: debug builds on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,13 +26,17 @@ fn free_tcp_port() -> u16 {
     l.local_addr().expect("its address").port()
 }
 
-fn server(tcp_port: u16) -> TestServer {
+/// The server, with its metrics listener on (`dir` holds its config).
+fn server(tcp_port: u16, dir: &TempDir) -> TestServer {
     let port = tcp_port.to_string();
+    let config = dir.write("amphi.toml", "[metrics]\nlisten = \"127.0.0.1:0\"\n");
     TestServer::start(
         env!("CARGO_BIN_EXE_amphi"),
         &[
             "serve",
             "--dev",
+            "--config",
+            config.to_str().expect("a UTF-8 path"),
             "--listen",
             "127.0.0.1:0",
             "--udp-port",
@@ -82,7 +89,8 @@ fn closed_by_server(stream: &mut TcpStream, timeout: Duration) -> bool {
 #[test]
 fn tcp_only_client_exchanges_media_with_udp_client_despite_garbage() {
     let tcp_port = free_tcp_port();
-    let srv = server(tcp_port);
+    let dir = TempDir::new("net-tcp");
+    let srv = server(tcp_port, &dir);
     let tcp_addr: SocketAddr = ([127, 0, 0, 1], tcp_port).into();
 
     // Garbage before anyone joins: a frame that is no WebRTC packet, a
@@ -145,6 +153,18 @@ fn tcp_only_client_exchanges_media_with_udp_client_despite_garbage() {
     wait(&srv, &bob, "bob keeps receiving alice", |s| {
         s.from(&a, MediaKind::Video).packets >= before_b + MIN_VIDEO
     });
+    // /metrics counts the connections: the three garbage ones, the one
+    // during the call and bob's; bob's and the partial one are open.
+    let m = metrics_addr(&srv);
+    eventually(
+        "ICE-TCP connections in /metrics",
+        Duration::from_secs(10),
+        || {
+            let accepted = metric_sample(m, "amphi_ice_tcp_connections_total")?;
+            let open = metric_sample(m, "amphi_ice_tcp_connections")?;
+            (accepted >= 5.0 && (2.0..accepted).contains(&open)).then_some(())
+        },
+    );
     // A partial frame is not garbage yet: that connection waits (and the
     // server's first-packet timeout, 10 s, would close it later).
     drop(partial);

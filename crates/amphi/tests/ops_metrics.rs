@@ -147,6 +147,16 @@ fn metrics_show_a_call_and_parse_as_prometheus_text() {
     let idle = metrics(maddr);
     assert_eq!(idle["amphi_participants"], 0.0);
     assert_eq!(idle["amphi_ready"], 1.0);
+    // No subscriber, no estimate: a sum of 0, and no made-up min/median.
+    assert_eq!(idle["amphi_downlink_estimate_sum_bits_per_second"], 0.0);
+    assert_eq!(
+        idle["amphi_downlink_estimate_subscribers{le=\"+Inf\"}"],
+        0.0
+    );
+    assert!(
+        !idle.contains_key("amphi_downlink_estimate_min_bits_per_second"),
+        "{idle:?}"
+    );
 
     let token = |id: &str| srv.dev_token("metrics-room", id, id).expect("a token");
     let alice = TestParticipant::spawn(srv.url(), &token("alice")).expect("alice joins");
@@ -174,7 +184,9 @@ fn metrics_show_a_call_and_parse_as_prometheus_text() {
         let m = metrics(maddr);
         (m["amphi_participants"] == 2.0
             && m["amphi_subscribed_tracks"] == 4.0
-            && m["amphi_join_failures_total{reason=\"unauthorized\"}"] >= 1.0)
+            && m["amphi_join_failures_total{reason=\"unauthorized\"}"] >= 1.0
+            // Both subscriber connections have a send-side estimate.
+            && m["amphi_downlink_estimate_subscribers{le=\"+Inf\"}"] == 2.0)
             .then_some(m)
     });
     assert_eq!(m["amphi_rooms"], 1.0);
@@ -196,7 +208,33 @@ fn metrics_show_a_call_and_parse_as_prometheus_text() {
         m["amphi_udp_datagrams_total{direction=\"out\"}"]
             >= m["amphi_rtp_packets_total{direction=\"out\"}"]
     );
+    // The downlink estimates: str0m's BWE on each subscriber connection,
+    // fed by the clients' transport-wide congestion control feedback.
+    let sum = m["amphi_downlink_estimate_sum_bits_per_second"];
+    let min = m["amphi_downlink_estimate_min_bits_per_second"];
+    let median = m["amphi_downlink_estimate_median_bits_per_second"];
+    assert!(
+        min > 0.0 && min <= median && 2.0 * median <= sum + 1.0,
+        "{m:?}"
+    );
+    // Buckets are cumulative and end at the count.
+    let mut buckets: Vec<(f64, f64)> = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("amphi_downlink_estimate_subscribers{"))
+        .map(|(k, v)| {
+            let le = k.split('"').nth(1).expect("an le label");
+            (le.parse::<f64>().unwrap_or(f64::INFINITY), *v)
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let buckets: Vec<f64> = buckets.into_iter().map(|(_, v)| v).collect();
+    assert!(buckets.len() >= 2, "{m:?}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+    assert_eq!(buckets.last(), Some(&2.0));
     for family in [
+        "amphi_layer_switches_total",
+        "amphi_ice_tcp_connections_total",
+        "amphi_turn_allocations_total{transport=\"tls\"}",
         "amphi_nacks_total",
         "amphi_keyframe_requests_total",
         "amphi_packets_lost_total",

@@ -1,4 +1,4 @@
-//! The embedded TURN server (RFC 5766, UDP relay; clients over UDP or TCP),
+//! The embedded TURN server (RFC 5766, UDP relay; clients over UDP, TCP or TLS),
 //! for networks that let nothing through but a TCP port such as 443.
 //!
 //! It is a TURN server for this SFU only, not an open relay: a client may
@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use self::stun::{Builder, Class, Message};
+use crate::metrics::{Ops, TurnAllocationGauge, TurnTransport};
 
 /// Default port of TURN (RFC 5766), UDP and TCP.
 pub const DEFAULT_PORT: u16 = 3478;
@@ -187,6 +188,109 @@ impl TurnConfig {
     }
 }
 
+/// The other listeners of the server, for `TurnConfig::issues` to find
+/// port clashes before a bind fails at start-up.
+pub struct OtherListeners {
+    /// The media UDP socket.
+    pub media_udp: SocketAddr,
+    /// The ICE-TCP listener, if on.
+    pub media_tcp: Option<SocketAddr>,
+    pub http: SocketAddr,
+    /// `[http.tls]` is configured (TURN over TLS uses its certificate).
+    pub http_tls: bool,
+}
+
+impl TurnConfig {
+    /// Everything wrong with `[turn]` that can be known without binding
+    /// sockets, as (key, message). Nothing is checked while the server is
+    /// off: an unused section must not stop a server from starting.
+    pub fn issues(&self, media_bind_ip: IpAddr, other: &OtherListeners) -> Vec<(String, String)> {
+        let mut issues: Vec<(String, String)> = Vec::new();
+        if !self.enabled {
+            return issues;
+        }
+        let mut issue = |key: &str, message: String| issues.push((format!("turn.{key}"), message));
+        match self.secret() {
+            Ok(_) => {}
+            Err(e @ TurnError::SecretFile { .. }) => issue("secret_file", e.to_string()),
+            Err(TurnError::ShortSecret) if self.secret.is_none() => issue(
+                "secret_file",
+                "the secret in it is shorter than 16 bytes (openssl rand -hex 32)".into(),
+            ),
+            Err(TurnError::ShortSecret) => issue(
+                "secret",
+                "shorter than 16 bytes (openssl rand -hex 32)".into(),
+            ),
+            Err(e) => issue("secret", e.to_string()),
+        }
+        if self.udp_port == 0 && self.tcp_port == 0 && self.tls_port == 0 {
+            issue(
+                "udp_port",
+                "turn.udp_port, tcp_port and tls_port are all 0: no TURN listener".into(),
+            );
+        }
+        if self.tls_port != 0 && !other.http_tls {
+            issue(
+                "tls_port",
+                "TURN over TLS uses the certificate of [http.tls], which is not set".into(),
+            );
+        }
+        if self.tls_port != 0 && self.tls_port == self.tcp_port {
+            issue(
+                "tls_port",
+                format!("{} is also turn.tcp_port", self.tls_port),
+            );
+        }
+        // Two listeners of one protocol on one port: the second bind would
+        // fail at start-up, with a less helpful message.
+        let ip = self.bind_ip.unwrap_or(media_bind_ip);
+        let clash = |port: u16, with: SocketAddr| {
+            port != 0
+                && port == with.port()
+                && (ip == with.ip() || ip.is_unspecified() || with.ip().is_unspecified())
+        };
+        if clash(self.udp_port, other.media_udp) {
+            issue(
+                "udp_port",
+                format!("{} is also media.udp_port", self.udp_port),
+            );
+        }
+        for (key, port) in [("tcp_port", self.tcp_port), ("tls_port", self.tls_port)] {
+            if other.media_tcp.is_some_and(|a| clash(port, a)) {
+                issue(
+                    key,
+                    format!("{port} is also the ICE-TCP port (media.tcp_port)"),
+                );
+            }
+            if clash(port, other.http) {
+                issue(key, format!("{port} is also the port of http.listen"));
+            }
+        }
+        if self.realm.trim().is_empty() {
+            issue("realm", "must not be empty".into());
+        } else if self.realm.contains('"') || self.realm.chars().any(char::is_control) {
+            issue(
+                "realm",
+                "must not contain quotes or control characters".into(),
+            );
+        }
+        if let Some(host) = &self.host
+            && (host.is_empty() || host.contains(|c: char| c.is_whitespace() || "/?#@".contains(c)))
+        {
+            issue(
+                "host",
+                format!("{host:?} is not a host name or address for a turn: URL"),
+            );
+        }
+        // credential_ttl: "0s" and nonsense are refused when parsing, with
+        // the key (amphi_auth::parse_ttl).
+        if self.max_allocations == 0 {
+            issue("max_allocations", "must be at least 1".into());
+        }
+        issues
+    }
+}
+
 /// The password of `username` (TURN REST API scheme).
 pub fn password(secret: &[u8], username: &str) -> String {
     let mut mac = match Hmac::<Sha1>::new_from_slice(secret) {
@@ -307,8 +411,18 @@ impl Sink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ClientKey {
     Udp(SocketAddr),
-    /// One per TCP or TLS connection.
-    Stream(u64),
+    /// One per TCP or TLS connection (ids are unique across both; the
+    /// transport is here for metrics).
+    Stream(u64, TurnTransport),
+}
+
+impl ClientKey {
+    fn transport(self) -> TurnTransport {
+        match self {
+            ClientKey::Udp(_) => TurnTransport::Udp,
+            ClientKey::Stream(_, t) => t,
+        }
+    }
 }
 
 struct Allocation {
@@ -321,6 +435,8 @@ struct Allocation {
     /// Channel number bound to the SFU, if any.
     channel: Option<(u16, Instant)>,
     reader: JoinHandle<()>,
+    /// Counts this allocation in `/metrics` while it lives.
+    _gauge: TurnAllocationGauge,
 }
 
 impl Drop for Allocation {
@@ -338,6 +454,7 @@ struct Shared {
     relay_public_ip: IpAddr,
     max_allocations: usize,
     allocations: Mutex<HashMap<ClientKey, Allocation>>,
+    ops: Arc<Ops>,
 }
 
 /// Starts the TURN listeners on the current tokio runtime.
@@ -347,6 +464,7 @@ pub async fn start(
     public_ip: Option<IpAddr>,
     sfu: SfuTarget,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    ops: Arc<Ops>,
 ) -> anyhow::Result<TurnHandle> {
     let secret = cfg.secret()?;
     let bind_ip = cfg.bind_ip.unwrap_or(bind_ip);
@@ -359,6 +477,7 @@ pub async fn start(
         relay_public_ip,
         max_allocations: cfg.max_allocations,
         allocations: Mutex::new(HashMap::new()),
+        ops,
     });
 
     let bind = |port: u16| SocketAddr::new(bind_ip, port);
@@ -473,11 +592,17 @@ async fn serve_tcp(
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(TCP_FIRST_MESSAGE, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => serve_stream(s, peer, id, shared).await,
+                        Ok(Ok(s)) => {
+                            let key = ClientKey::Stream(id, TurnTransport::Tls);
+                            serve_stream(s, peer, key, shared).await
+                        }
                         _ => debug!(%peer, "TURN TLS handshake failed"),
                     }
                 }
-                None => serve_stream(stream, peer, id, shared).await,
+                None => {
+                    let key = ClientKey::Stream(id, TurnTransport::Tcp);
+                    serve_stream(stream, peer, key, shared).await
+                }
             }
         });
     }
@@ -488,7 +613,7 @@ async fn serve_tcp(
 async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     peer: SocketAddr,
-    id: u64,
+    key: ClientKey,
     shared: Arc<Shared>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -500,7 +625,6 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         }
     });
-    let key = ClientKey::Stream(id);
     let sink = Sink::Stream(tx);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -688,6 +812,7 @@ impl Shared {
                 permission: None,
                 channel: None,
                 reader,
+                _gauge: self.ops.turn_allocated(ck.transport()),
             },
         );
         debug!(client = %from, %relayed, "TURN allocation");

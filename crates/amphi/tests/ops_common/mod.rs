@@ -171,3 +171,14 @@ pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One sample of `/metrics` at `addr`, by its exact series
+/// (`name{labels}`), or `None` if absent. A plain line scan: the strict
+/// format check is `ops_metrics`'s.
+pub fn metric_sample(addr: SocketAddr, series: &str) -> Option<f64> {
+    let (status, body) = http_get(addr, "/metrics").ok()?;
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

@@ -12,6 +12,8 @@
 //   room:     each tile data-testid="tile" with data-participant-id,
 //             data-participant-name, data-mic="on|off", data-camera="on|off"
 //             (a screen share: data-testid="screen-tile");
+//             data-quality="good|fair|poor" (connection quality; its badge
+//             is data-testid="quality" with the level as aria-label);
 //             data-testid="toggle-mic", "toggle-camera" (data-state="on|off"),
 //             "leave", "conn-status" (connection banner), "participant-count",
 //             "enable-sound" (shown when autoplay blocked remote audio)

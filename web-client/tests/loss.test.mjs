@@ -46,6 +46,7 @@ function mediaStats(page) {
             kind: s.kind,
             framesDecoded: s.framesDecoded ?? 0,
             packetsReceived: s.packetsReceived ?? 0,
+            bytesReceived: s.bytesReceived ?? 0,
             packetsLost: s.packetsLost ?? 0,
             nackCount: s.nackCount ?? 0,
             retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
@@ -60,6 +61,7 @@ function mediaStats(page) {
             key: `${i}/${s.id}`,
             kind: s.kind,
             packetsSent: s.packetsSent ?? 0,
+            bytesSent: s.bytesSent ?? 0,
             nackCount: s.nackCount ?? 0,
             retransmittedPacketsSent: s.retransmittedPacketsSent ?? 0,
           });
@@ -71,6 +73,16 @@ function mediaStats(page) {
 }
 
 const sum = (list, field) => list.reduce((n, s) => n + s[field], 0);
+
+/** The codecs the page's microphone sender was negotiated with, in order. */
+function audioSendCodecs(page) {
+  return page.evaluate(() =>
+    (window.__amphiPCs || [])
+      .flatMap((pc) => pc.getSenders())
+      .filter((s) => s.track?.kind === 'audio')
+      .map((s) => s.getParameters().codecs.map((c) => c.mimeType.toLowerCase())),
+  );
+}
 
 /** The server's `stats` answer for the page's participant (get_stats). */
 async function serverStats(page, answers) {
@@ -115,6 +127,14 @@ test('video and audio survive 5 % random UDP loss', { timeout: 150_000 }, async 
     }
     // Past the first seconds of ramp-up.
     await sleep(3_000);
+    // Audio goes as RED (RFC 2198), which browsers send only when the
+    // server's answer lists it first: every packet repeats the previous
+    // frame, so a single loss costs nothing.
+    for (const [label, page] of Object.entries(pages)) {
+      const codecs = await audioSendCodecs(page);
+      assert.equal(codecs.length, 1, `${label}: one microphone sender`);
+      assert.equal(codecs[0][0], 'audio/red', `${label}: microphone codecs ${codecs[0].join(', ')}`);
+    }
 
     const before = {};
     const serverBefore = await serverStats(pages.A, answers.A);
@@ -181,7 +201,8 @@ test('video and audio survive 5 % random UDP loss', { timeout: 150_000 }, async 
           const packets = s.packetsReceived - p.packetsReceived;
           const samples = s.totalSamplesReceived - p.totalSamplesReceived;
           const concealed = samples > 0 ? (s.concealedSamples - p.concealedSamples) / samples : 1;
-          t.diagnostic(`${label} audio ${s.key}: ${packets} packets, ${(100 * concealed).toFixed(1)} % concealed`);
+          const size = (s.bytesReceived - p.bytesReceived) / Math.max(1, packets);
+          t.diagnostic(`${label} audio ${s.key}: ${packets} packets of ${size.toFixed(0)} bytes, ${(100 * concealed).toFixed(1)} % concealed`);
           // 50 packets a second; about a tenth lost on the two legs.
           assert.ok(packets >= 35 * lossSeconds, `${label}: audio ${s.key} got only ${packets} packets in ${lossSeconds.toFixed(1)} s`);
           assert.ok(concealed < 0.25, `${label}: audio ${s.key} ${(100 * concealed).toFixed(1)} % concealed`);

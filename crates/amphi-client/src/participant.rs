@@ -18,7 +18,7 @@ use str0m::crypto::dtls::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequest, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RedEncoder, RedundantBlock, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use tracing::{debug, info, warn};
 
@@ -65,6 +65,10 @@ pub struct ClientOptions {
     /// passive TCP candidate at this address (RFC 6544/4571), one TCP
     /// connection per peer connection. `None`: UDP.
     pub ice_tcp: Option<SocketAddr>,
+    /// Offer and accept Opus with RED (RFC 2198), and send the microphone
+    /// RED-wrapped (each packet repeats the previous frame), as a browser
+    /// does when the answer prefers RED.
+    pub audio_red: bool,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -85,6 +89,7 @@ impl fmt::Debug for ClientOptions {
             .field("ignore_permissions", &self.ignore_permissions)
             .field("dtls_cert", &self.dtls_cert.as_ref().map(|_| "…"))
             .field("ice_tcp", &self.ice_tcp)
+            .field("audio_red", &self.audio_red)
             .finish()
     }
 }
@@ -112,6 +117,7 @@ impl Default for ClientOptions {
             ignore_permissions: false,
             dtls_cert: None,
             ice_tcp: None,
+            audio_red: false,
         }
     }
 }
@@ -183,6 +189,10 @@ struct RtcPoll {
 struct AudioTx {
     mid: Mid,
     pt: Pt,
+    /// The negotiated RED payload type, when sending RED; then the
+    /// previous frame, which the next packet repeats.
+    red: Option<Pt>,
+    previous: Option<Vec<u8>>,
     seq: u64,
     ts: u32,
     next: Instant,
@@ -303,7 +313,12 @@ impl Participant {
             let mut cfg = Rtc::builder().set_rtp_mode(true);
             if codecs_for_publishing {
                 // Offer only what is sent, so the server cannot pick H.264.
-                cfg = cfg.clear_codecs().enable_opus(true, false).enable_vp8(true);
+                cfg = cfg
+                    .clear_codecs()
+                    .enable_opus(true, opts.audio_red)
+                    .enable_vp8(true);
+            } else if opts.audio_red {
+                cfg = cfg.enable_opus(true, true);
             }
             if let Some(cert) = &opts.dtls_cert {
                 cfg = cfg.set_dtls_cert(cert.clone());
@@ -884,9 +899,16 @@ impl Participant {
             let seq = random_u64(&self.seed, 1 + u64::from(kind.is_video())) % 30_000;
             let ts = random_u64(&self.seed, 3 + u64::from(kind.is_video())) as u32;
             if kind.is_audio() {
+                let red = self
+                    .opts
+                    .audio_red
+                    .then(|| negotiated_red(&self.publisher, pt))
+                    .flatten();
                 self.audio.get_or_insert(AudioTx {
                     mid,
                     pt,
+                    red,
+                    previous: None,
                     seq,
                     ts,
                     next: now,
@@ -1024,6 +1046,10 @@ impl Participant {
         c.packets += 1;
         c.bytes += p.payload.len() as u64;
         let ssrc = *ssrc;
+        let pt = *p.header.payload_type;
+        if !c.payload_types.contains(&pt) {
+            c.payload_types.push(pt);
+        }
         if !c.ssrcs.contains(&ssrc) {
             c.ssrcs.push(ssrc);
         }
@@ -1080,11 +1106,25 @@ impl Participant {
         if let Some(a) = &mut self.audio {
             skip_if_late(&mut a.next, &mut a.ts, AUDIO_INTERVAL, AUDIO_TS_STEP, now);
             while a.next <= now {
-                let payload = synth::opus_payload(self.opts.audio_packet_size, stamp);
+                let mut payload = synth::opus_payload(self.opts.audio_packet_size, stamp);
+                let mut pt = a.pt;
+                if let Some(red) = a.red {
+                    let previous = a.previous.replace(payload.clone());
+                    let blocks: Vec<RedundantBlock> = previous
+                        .map(|p| RedundantBlock {
+                            pt: *a.pt,
+                            timestamp_offset: AUDIO_TS_STEP,
+                            payload: p,
+                        })
+                        .into_iter()
+                        .collect();
+                    payload = RedEncoder::encode(*a.pt, &payload, &blocks);
+                    pt = red;
+                }
                 let len = payload.len() as u64;
                 let mut direct = self.publisher.direct_api();
                 if let Some(tx) = direct.stream_tx_by_mid(a.mid, None) {
-                    let mut write = RtpWrite::new(a.pt, a.seq.into(), a.ts, now, payload);
+                    let mut write = RtpWrite::new(pt, a.seq.into(), a.ts, now, payload);
                     if let Some(level) = self.audio_level {
                         // `min(127)` above keeps the cast in range.
                         write = write.ext_vals(ExtensionValues {
@@ -1199,6 +1239,15 @@ fn negotiated_pt(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
         cfg.find(|p| p.pt() == *pt && p.spec().codec == codec)
             .is_some()
     })
+}
+
+/// The RED payload type wrapping `primary`, if negotiated: str0m folds RED
+/// onto its primary codec's parameters and drops it when the answer lacks
+/// it (`remote_pts` lists primary payload types only).
+fn negotiated_red(rtc: &Rtc, primary: Pt) -> Option<Pt> {
+    rtc.codec_config()
+        .find(|p| p.pt() == primary)
+        .and_then(|p| p.red())
 }
 
 /// UDP addresses of the `a=candidate` lines of an SDP.

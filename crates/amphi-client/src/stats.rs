@@ -134,6 +134,8 @@ pub struct ReceivedCounters {
     pub ts_backwards: u64,
     /// Every SSRC seen, in order of first appearance.
     pub ssrcs: Vec<u32>,
+    /// Every RTP payload type seen, in order of first appearance.
+    pub payload_types: Vec<u8>,
     /// A mid changed SSRC while mapped to the same track.
     pub ssrc_changes: u64,
     /// Payloads carrying this client library's send stamp.

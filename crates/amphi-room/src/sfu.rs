@@ -26,7 +26,7 @@ use crate::layer::{LayerPacket, Selection};
 use crate::participant::{self, Connection, DownState, Participant, Pc, Publisher, Subscriber};
 use crate::room::Room;
 use crate::stats::SfuStats;
-use crate::track::{CodecInfo, PublishedTrack};
+use crate::track::PublishedTrack;
 use crate::vp8::{PictureNumbering, Vp8Info};
 
 mod allocation;
@@ -515,7 +515,8 @@ impl Sfu {
         self.signal(
             pid,
             ServerMessage::PublishAnswer {
-                sdp: answer.to_sdp_string(),
+                // RED first, or browsers do not send it (recovery.rs).
+                sdp: crate::recovery::prefer_red(&answer.to_sdp_string()),
             },
         );
         let Some(p) = self.participants.get_mut(&pid) else {
@@ -1059,7 +1060,8 @@ impl Sfu {
                 known
             }
         };
-        let Some(codec) = CodecInfo::find(
+        // RED-wrapped audio has a payload type of its own (recovery.rs).
+        let Some((codec, red)) = crate::recovery::codec_of(
             p.publisher.conn.rtc.codec_config().params(),
             packet.header.payload_type,
         ) else {
@@ -1206,6 +1208,20 @@ impl Sfu {
                     o
                 }
             };
+            let (out_pt, payload) = if red {
+                // Passed on as RED, relabelled, or unwrapped (recovery.rs).
+                let Some(out) = crate::recovery::red_for_subscriber(
+                    s.subscriber.conn.rtc.codec_config(),
+                    codec.params.pt(),
+                    out_pt,
+                    &packet.payload,
+                ) else {
+                    continue;
+                };
+                out
+            } else {
+                (out_pt, packet.payload.clone())
+            };
             let patch = vp8.as_ref().and_then(|info| {
                 let values = down.pictures.forward(info, switched);
                 PictureNumbering::patch(descriptor.as_ref(), info, values)
@@ -1214,16 +1230,10 @@ impl Sfu {
             let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };
-            let mut write = RtpWrite::new(
-                out_pt,
-                seq.into(),
-                timestamp,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(ext.clone())
-            .nackable(codec.video.is_some());
+            let mut write = RtpWrite::new(out_pt, seq.into(), timestamp, packet.timestamp, payload)
+                .marker(packet.header.marker)
+                .ext_vals(ext.clone())
+                .nackable(codec.video.is_some());
             if let Some(patch) = patch {
                 write = write.vp8_patch(patch);
             }
@@ -1306,7 +1316,7 @@ impl Sfu {
             // Per-stream NACK, PLI and loss counts for metrics (SfuStats).
             .set_stats_interval(Some(std::time::Duration::from_secs(1)))
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, crate::recovery::AUDIO_RED)
             .enable_vp8(true)
             .enable_h264(true)
             .build(now);

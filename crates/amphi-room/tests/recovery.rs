@@ -211,3 +211,82 @@ fn asking_for_stats_too_often_is_refused() {
     w.send(0, ClientMessage::GetStats {});
     assert_eq!(answers(&w), 4);
 }
+
+#[test]
+fn red_audio_reaches_red_subscribers_as_is_and_others_unwrapped() {
+    // str0m's payload types, which the server offers: Opus 111, its RED 63.
+    const OPUS: u8 = 111;
+    const RED: u8 = 63;
+    let mut w = World::new();
+    let red = ClientOptions {
+        audio_red: true,
+        ..ClientOptions::default()
+    };
+    w.add(red.clone()); // 0: sends its microphone as RED
+    w.add(ClientOptions::default()); // 1: knows no RED
+    w.add(red); // 2: takes RED
+    w.run(Duration::from_secs(3));
+
+    let plain = received(&w, 1, 0, MediaKind::Audio);
+    let wrapped = received(&w, 2, 0, MediaKind::Audio);
+    assert!(
+        plain.packets > 100 && wrapped.packets > 100,
+        "{plain:?} {wrapped:?}"
+    );
+    assert_eq!(plain.payload_types, [OPUS], "{plain:?}");
+    assert_eq!(wrapped.payload_types, [RED], "{wrapped:?}");
+    // Unwrapped: exactly the primary frame (80 bytes, ending with its send
+    // stamp). Passed on: that frame, the previous one and the RED headers.
+    assert_eq!(plain.bytes, 80 * plain.packets);
+    assert_eq!(plain.stamped, plain.packets);
+    assert!(
+        wrapped.bytes >= (2 * 80 + 5) * (wrapped.packets - 1),
+        "{wrapped:?}"
+    );
+    assert_eq!((plain.seq_gaps, wrapped.seq_gaps), (0, 0));
+    // Plain Opus from a client without RED stays plain Opus, RED or not.
+    assert_eq!(received(&w, 2, 1, MediaKind::Audio).payload_types, [OPUS]);
+}
+
+/// The audio m-line of an SDP and the attribute lines under it.
+fn audio_section(sdp: &str) -> Vec<&str> {
+    sdp.lines()
+        .skip_while(|l| !l.starts_with("m=audio"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || !l.starts_with("m="))
+        .map(|(_, l)| l)
+        .collect()
+}
+
+#[test]
+fn opus_is_negotiated_with_fec_and_red_both_ways() {
+    let mut w = World::new();
+    w.add(ClientOptions {
+        audio_red: true,
+        ..ClientOptions::default()
+    });
+    w.add(ClientOptions::default());
+    w.run(Duration::from_secs(2));
+
+    // Publisher side: in-band FEC, and RED listed before Opus, or a browser
+    // would not send RED.
+    let answer = audio_section(&w.answers[0]);
+    assert!(answer[0].ends_with(" 63 111"), "{answer:?}");
+    assert!(
+        answer.contains(&"a=fmtp:111 minptime=10;useinbandfec=1"),
+        "{answer:?}"
+    );
+    assert!(answer.contains(&"a=fmtp:63 111/111"), "{answer:?}");
+    // Subscriber side: the same offered to every subscriber.
+    for offer in &w.offers {
+        let audio = audio_section(offer);
+        if audio.is_empty() {
+            continue;
+        }
+        assert!(
+            audio.contains(&"a=fmtp:111 minptime=10;useinbandfec=1"),
+            "{audio:?}"
+        );
+        assert!(audio.contains(&"a=rtpmap:63 red/48000/2"), "{audio:?}");
+    }
+}

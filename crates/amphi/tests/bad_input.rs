@@ -17,7 +17,8 @@ fn server() -> TestServer {
     TestServer::start_dev(env!("CARGO_BIN_EXE_amphi")).expect("the server starts")
 }
 
-/// The next message that is not room chatter (`participant_*`, `pong`).
+/// The next message that is not room chatter (`participant_*`,
+/// `connection_quality`, `pong`).
 fn next_reply(ws: &mut RawSignalling, srv: &TestServer, after: &str) -> Received {
     ws.recv_matching(REPLY, |r| {
         !matches!(
@@ -26,6 +27,7 @@ fn next_reply(ws: &mut RawSignalling, srv: &TestServer, after: &str) -> Received
                 ServerMessage::ParticipantJoined { .. }
                     | ServerMessage::ParticipantUpdated { .. }
                     | ServerMessage::ParticipantLeft { .. }
+                    | ServerMessage::ConnectionQuality { .. }
                     | ServerMessage::Pong {}
             )
         )
@@ -55,6 +57,7 @@ fn still_open(ws: &mut RawSignalling, srv: &TestServer, after: &str) {
                 ServerMessage::ParticipantJoined { .. }
                     | ServerMessage::ParticipantUpdated { .. }
                     | ServerMessage::ParticipantLeft { .. }
+                    | ServerMessage::ConnectionQuality { .. }
             )
         )
     }) {
@@ -408,6 +411,8 @@ fn flooding_signalling_is_rate_limited_not_fatal() {
                 code: ErrorCode::RateLimited,
                 ..
             }) => limited += 1,
+            // Room status, not an answer to the pings.
+            Received::Message(ServerMessage::ConnectionQuality { .. }) => {}
             other => {
                 panic!("during a ping flood: {other:?} after {pongs} pongs, {limited} refusals")
             }

@@ -116,7 +116,8 @@ impl Sfu {
         let Some(p) = self.participants.get(&pid) else {
             return;
         };
-        let clock = clock_rate(p.publisher.conn.rtc.media(s.mid).map(|m| m.kind()));
+        let kind = p.publisher.conn.rtc.media(s.mid).map(|m| m.kind());
+        let clock = clock_rate(kind);
         let peer = self.quality.peers.entry(pid).or_default();
         let key = (Pc::Publisher, s.mid, s.rid);
         let before = peer.streams.get(&key).copied();
@@ -143,10 +144,15 @@ impl Sfu {
         record.recent.rotate_right(1);
         record.recent[0] = record.estimate.unwrap_or(0.0);
         peer.streams.insert(key, record);
+        // A stream that sent nothing (a paused simulcast layer, a stopped
+        // track) only repeats old figures.
+        if packets == 0 {
+            return;
+        }
         peer.uplink.add(Sample {
             packets,
             loss: record.estimate,
-            jitter_ms: record.jitter_ms,
+            jitter_ms: record.jitter_ms.filter(|_| scores_jitter(kind)),
             rtt_ms: record.rtt_ms,
         });
     }
@@ -157,7 +163,8 @@ impl Sfu {
         let Some(p) = self.participants.get(&pid) else {
             return;
         };
-        let clock = clock_rate(p.subscriber.conn.rtc.media(s.mid).map(|m| m.kind()));
+        let kind = p.subscriber.conn.rtc.media(s.mid).map(|m| m.kind());
+        let clock = clock_rate(kind);
         let peer = self.quality.peers.entry(pid).or_default();
         let key = (Pc::Subscriber, s.mid, s.rid);
         let before = peer.streams.get(&key).copied();
@@ -197,6 +204,9 @@ impl Sfu {
             recent: [0.0; RECENT_REPORTS],
         };
         peer.streams.insert(key, record);
+        if packets == 0 {
+            return;
+        }
         // Scored at the next evaluation, when the source's own reports for
         // the same time have arrived too.
         peer.pending_down.push((
@@ -205,7 +215,11 @@ impl Sfu {
                 packets,
                 // Only what this report says counts for this period.
                 loss: estimate,
-                jitter_ms: s.remote.as_ref().and_then(|r| jitter_ms(r.jitter, clock)),
+                jitter_ms: s
+                    .remote
+                    .as_ref()
+                    .and_then(|r| jitter_ms(r.jitter, clock))
+                    .filter(|_| scores_jitter(kind)),
                 rtt_ms: s.rtt.map(millis),
             },
         ));
@@ -248,6 +262,16 @@ impl Sfu {
                 sample.loss = sample.loss.map(|l| (l - up).max(0.0));
                 peer.downlink.add(sample);
             }
+            // Forget the streams of m-lines that are gone, so that a long
+            // session with many comings and goings keeps a bounded map.
+            peer.streams.retain(|(pc, mid, _), _| match pc {
+                Pc::Publisher => p.publisher.tracks.iter().any(|t| t.mid == *mid),
+                Pc::Subscriber => p
+                    .subscriber
+                    .tracks
+                    .iter()
+                    .any(|t| t.state == DownState::Open(*mid)),
+            });
             peer.uplink
                 .set_disconnected(p.publisher.conn.disconnected_since.is_some());
             peer.downlink
@@ -394,6 +418,14 @@ fn upstream_loss(
         .filter(|((pc, m, _), _)| *pc == Pc::Publisher && *m == source)
         .flat_map(|(_, r)| r.recent)
         .reduce(f32::max)
+}
+
+/// Only audio jitter says something about the network. A video frame's
+/// packets share one timestamp but leave the sender's pacer over tens of
+/// milliseconds, so RTCP jitter of video measures the pacer; and a simulcast
+/// layer that pauses and resumes reports seconds of it.
+fn scores_jitter(kind: Option<str0m::media::MediaKind>) -> bool {
+    kind == Some(str0m::media::MediaKind::Audio)
 }
 
 fn clock_rate(kind: Option<str0m::media::MediaKind>) -> u32 {

@@ -39,6 +39,8 @@ pub struct World {
     pub room: String,
     /// Every subscribe offer the engine sent, in order.
     pub offers: Vec<String>,
+    /// Every publish answer the engine sent, in order.
+    pub answers: Vec<String>,
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
@@ -76,6 +78,7 @@ impl World {
             server,
             room: "lecture".into(),
             offers: Vec::new(),
+            answers: Vec::new(),
             events: Vec::new(),
             loss: None,
         }
@@ -213,6 +216,9 @@ impl World {
                 } => {
                     if let ServerMessage::SubscribeOffer { sdp, .. } = &message {
                         self.offers.push(sdp.clone());
+                    }
+                    if let ServerMessage::PublishAnswer { sdp } = &message {
+                        self.answers.push(sdp.clone());
                     }
                     if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
                         c.p.handle_signal(message);

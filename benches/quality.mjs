@@ -20,6 +20,8 @@ import { fileURLToPath } from 'node:url';
 import {
   AMPHI_BIN,
   Log,
+  decodedVideo as seen,
+  selfId,
   launchBrowser,
   mintToken,
   openPage,
@@ -37,29 +39,6 @@ const opt = (name, dflt) => {
 const smoke = args.includes('--smoke');
 const runs = Number(opt('--runs', smoke ? 1 : 10));
 const out = opt('--out', smoke ? null : path.join(root, 'benches/results/quality.json'));
-
-/** The student's view of the teacher's camera. */
-async function seen(page, id) {
-  return page.evaluate(async (pid) => {
-    const video = document.querySelector(`[data-testid="tile"][data-participant-id="${pid}"] video`);
-    const track = video?.srcObject?.getVideoTracks?.()[0];
-    if (!track) return null;
-    for (const pc of window.__amphiPCs || []) {
-      const report = await pc.getStats().catch(() => null);
-      let found = null;
-      report?.forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier === track.id) {
-          found = { width: s.frameWidth ?? 0, frames: s.framesDecoded ?? 0 };
-        }
-      });
-      if (found) return found;
-    }
-    return null;
-  }, id);
-}
-
-const selfId = (page) =>
-  page.locator('[data-testid="tile"] video.mirror').evaluate((v) => v.closest('[data-testid="tile"]').getAttribute('data-participant-id'));
 
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -36,7 +36,7 @@ export const SILENCE_LIMIT_MS = 10_000;
 /** Reconnection backoff: 1 s, 2 s, 4 s, … at most 10 s. */
 export const BACKOFF_MAX_MS = 10_000;
 
-export type PublishedSource = 'microphone' | 'camera' | 'screen_share';
+export type PublishedSource = 'microphone' | 'camera' | 'screen_share' | 'screen_share_audio';
 
 export interface LocalSource {
   track: MediaStreamTrack | null;
@@ -493,7 +493,7 @@ export class Session {
     if (this.over || epoch !== this.epoch) return;
 
     let any = false;
-    for (const source of ['microphone', 'camera', 'screen_share'] as const) {
+    for (const source of ['microphone', 'camera', 'screen_share', 'screen_share_audio'] as const) {
       const { track, muted } = this.h.local(source);
       if (track && this.mayPublish(source)) {
         this.addPublished(source, track, muted);

@@ -12,7 +12,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { Log, launchBrowser, mintToken, openPage, requireBinaries, sleep, startServer, waitFor } from './harness.mjs';
+import { Log, decodedVideo, launchBrowser, mintToken, openPage, requireBinaries, selfId, sleep, startServer, waitFor } from './harness.mjs';
 
 const log = new Log();
 let server = null;
@@ -59,44 +59,6 @@ after(async () => {
   if (failed) console.error(`---- last log lines ----\n${log.tail(250)}`);
 });
 
-/** What `page` decodes of `participant`'s camera, and its audio packets. */
-async function received(page, participant) {
-  return page.evaluate(async (id) => {
-    const video = document.querySelector(`[data-testid="tile"][data-participant-id="${id}"] video`);
-    const track = video?.srcObject?.getVideoTracks?.()[0];
-    const out = { width: 0, height: 0, frames: 0, audio: 0, port: 0 };
-    for (const pc of window.__amphiPCs || []) {
-      let report;
-      try {
-        report = await pc.getStats();
-      } catch {
-        continue;
-      }
-      let mine = false;
-      report.forEach((s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'video' && track && s.trackIdentifier === track.id) {
-          Object.assign(out, { width: s.frameWidth ?? 0, height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0 });
-          mine = true;
-        }
-        if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audio += s.packetsReceived ?? 0;
-      });
-      if (!mine) continue;
-      // The local port of the subscriber connection's selected pair.
-      report.forEach((s) => {
-        if (s.type === 'transport' && s.selectedCandidatePairId) {
-          const pair = report.get(s.selectedCandidatePairId);
-          const local = pair && report.get(pair.localCandidateId);
-          if (local) out.port = local.port;
-        }
-      });
-    }
-    return out;
-  }, participant);
-}
-
-const selfId = (page) =>
-  page.locator('[data-testid="tile"] video.mirror').evaluate((v) => v.closest('[data-testid="tile"]').getAttribute('data-participant-id'));
-
 test('a capped downlink gets a lower layer, keeps decoding and hearing, and recovers', { timeout: 170_000 }, async (t) => {
   if (!canShape()) {
     t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
@@ -126,31 +88,33 @@ test('a capped downlink gets a lower layer, keeps decoding and hearing, and reco
     await tileT.getByTestId('pin').click();
 
     const full = await waitFor('A to decode the teacher at 1280x720', async () => {
-      const r = await received(A, idT);
-      return r.width === 1280 && r.port ? r : null;
+      const r = await decodedVideo(A, idT);
+      return r?.width === 1280 && r.port ? r : null;
     }, { timeoutMs: 30_000 });
     t.diagnostic(`uncapped: ${full.width}x${full.height}, subscriber port ${full.port}`);
 
     cap(full.port, '250kbit');
     const low = await waitFor('the layer to drop under the cap', async () => {
-      const r = await received(A, idT);
-      return r.width > 0 && r.width <= 640 ? r : null;
+      const r = await decodedVideo(A, idT);
+      return r && r.width > 0 && r.width <= 640 ? r : null;
     }, { timeoutMs: 30_000, intervalMs: 500 });
     t.diagnostic(`capped at 250 kbit/s: ${low.width}x${low.height}`);
     // Under the cap: frames keep coming and so does the teacher's voice.
-    const a = await received(A, idT);
+    const a = await decodedVideo(A, idT);
     await sleep(4_000);
-    const b = await received(A, idT);
+    const b = await decodedVideo(A, idT);
     assert.ok(b.width <= 640, `still a low layer (${b.width})`);
-    assert.ok(b.frames - a.frames >= 20, `frames keep being decoded under the cap (${a.frames} -> ${b.frames})`);
+    // Continuity, not a frame rate: under the cap the allocator may well
+    // choose a low temporal layer (a few frames per second).
+    assert.ok(b.frames - a.frames >= 8, `frames keep being decoded under the cap (${a.frames} -> ${b.frames})`);
     assert.ok(b.audio - a.audio >= 150, `audio keeps flowing under the cap (${a.audio} -> ${b.audio} packets in 4 s)`);
     const stats = tc('-s', 'qdisc', 'show', 'dev', 'lo');
     assert.match(stats, /qdisc tbf 20:[\s\S]*?Sent [1-9]/, 'the student\'s traffic went through the cap');
 
     uncap();
     const back = await waitFor('A to get 1280x720 again', async () => {
-      const r = await received(A, idT);
-      return r.width === 1280 ? r : null;
+      const r = await decodedVideo(A, idT);
+      return r?.width === 1280 ? r : null;
     }, { timeoutMs: 60_000, intervalMs: 500 });
     t.diagnostic(`cap lifted: ${back.width}x${back.height}`);
     assert.deepEqual(watch.pageErrors, []);

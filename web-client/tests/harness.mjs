@@ -296,6 +296,50 @@ export async function waitFor(what, fn, { timeoutMs = 20_000, intervalMs = 250 }
   }
 }
 
+/** The participant id of the page's own tile (once joined). */
+export function selfId(page) {
+  return page
+    .locator('[data-testid="tile"] video.mirror')
+    .evaluate((v) => v.closest('[data-testid="tile"]').getAttribute('data-participant-id'));
+}
+
+/**
+ * What `page` decodes of `participant`'s camera tile, from the inbound-rtp
+ * stats of the track the tile plays: frame size and count, the tile's width
+ * in CSS pixels, the local UDP port of the connection it comes on, and all
+ * audio packets the page received. `null` before the tile plays a track.
+ */
+export async function decodedVideo(page, participant) {
+  return page.evaluate(async (id) => {
+    const video = document.querySelector(`[data-testid="tile"][data-participant-id="${id}"] video`);
+    const track = video?.srcObject?.getVideoTracks?.()[0];
+    if (!track) return null;
+    let out = null;
+    let audio = 0;
+    for (const pc of window.__amphiPCs || []) {
+      let report;
+      try {
+        report = await pc.getStats();
+      } catch {
+        continue;
+      }
+      report.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') audio += s.packetsReceived ?? 0;
+        if (s.type !== 'inbound-rtp' || s.kind !== 'video' || s.trackIdentifier !== track.id) return;
+        out = { width: s.frameWidth ?? 0, height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0, port: 0 };
+        out.tile = Math.round(video.getBoundingClientRect().width);
+        report.forEach((t) => {
+          if (t.type !== 'transport' || !t.selectedCandidatePairId) return;
+          const pair = report.get(t.selectedCandidatePairId);
+          const local = pair && report.get(pair.localCandidateId);
+          if (local) out.port = local.port;
+        });
+      });
+    }
+    return out && { ...out, audio };
+  }, participant);
+}
+
 /** The tiles the page shows: [{id, name, camera, mic}]. */
 export function tiles(page) {
   return page.$$eval('[data-testid="tile"]', (els) =>

@@ -359,6 +359,7 @@ impl Sfu {
                 pending: None,
                 anchored: false,
                 estimate: None,
+                beyond_estimate: (None, allocation::FIRST_BACKOFF),
             },
             hand: None,
             group: None,

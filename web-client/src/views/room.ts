@@ -49,6 +49,8 @@ class RoomView {
   private readonly screenBtn: HTMLButtonElement;
   /** Our screen share, while it runs. */
   private screen: MediaStreamTrack | null = null;
+  /** The shared screen's sound, when the browser gave one. */
+  private screenAudio: MediaStreamTrack | null = null;
   private readonly chatBtn: HTMLButtonElement;
   private readonly peopleBtn: HTMLButtonElement;
   private readonly langBtn: HTMLButtonElement;
@@ -944,6 +946,7 @@ class RoomView {
 
   private local(source: PublishedSource): { track: MediaStreamTrack | null; muted: boolean } {
     if (source === 'screen_share') return { track: this.screen, muted: !this.screen };
+    if (source === 'screen_share_audio') return { track: this.screenAudio, muted: !this.screenAudio };
     if (source === 'microphone') return { track: this.media.mic, muted: this.media.micMuted };
     return { track: this.media.cam, muted: !this.media.cam };
   }
@@ -1213,13 +1216,18 @@ class RoomView {
     }
     this.busy = true;
     try {
-      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      // The shared tab's or system's sound, where the browser offers it
+      // (Chromium: a tab, or the whole screen on some systems).
+      const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: true });
       const track = stream.getVideoTracks()[0] ?? null;
+      const sound = stream.getAudioTracks()[0] ?? null;
       if (!track || this.done || !this.session.mayPublish('screen_share')) {
-        track?.stop();
+        for (const t of stream.getTracks()) t.stop();
         return;
       }
       this.screen = track;
+      if (sound && this.session.mayPublish('screen_share_audio')) this.screenAudio = sound;
+      else sound?.stop();
       track.addEventListener('ended', () => {
         if (this.screen === track) this.stopScreen();
       });
@@ -1232,14 +1240,18 @@ class RoomView {
     }
     this.render();
     await this.session.updateSource('screen_share');
+    await this.session.updateSource('screen_share_audio');
   }
 
   private stopScreen(): void {
     if (!this.screen) return;
     this.screen.stop();
     this.screen = null;
+    this.screenAudio?.stop();
+    this.screenAudio = null;
     this.render();
     void this.session.updateSource('screen_share');
+    void this.session.updateSource('screen_share_audio');
   }
 
   /** A camera unplugged (or stopped by the system) counts as turned off. */

@@ -38,6 +38,17 @@ const UNNEEDED_FOR: Duration = Duration::from_secs(3);
 const KEEP_SHARE: f64 = 0.95;
 const RAISE_SHARE: f64 = 0.8;
 
+/// Sending less than this share of the estimate, the connection is
+/// application-limited (GCC's ALR threshold): the estimate then only says
+/// what has been used, not what the link can take.
+const APP_LIMITED_SHARE: f64 = 0.65;
+
+/// How long after going beyond an application-limited estimate the
+/// allocator may try again; doubled after each try, up to `MAX_BACKOFF`,
+/// and back to this once nothing is held back.
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 impl Sfu {
     pub(super) fn media_tick(&mut self, now: Instant) {
         let elapsed = TICK + now.saturating_duration_since(self.next_media_tick);
@@ -118,12 +129,31 @@ impl Sfu {
             // Unlimited, yet small enough for the sums not to overflow.
             (u64::MAX >> 8) as f64
         };
-        let keep = allocate((estimate * KEEP_SHARE) as u64, &demands);
-        let raise = allocate((estimate * RAISE_SHARE) as u64, &demands);
+        let mut keep = allocate((estimate * KEEP_SHARE) as u64, &demands);
+        let mut raise = allocate((estimate * RAISE_SHARE) as u64, &demands);
+        // A subscriber that receives little (audio only, small tiles) gives
+        // GCC nothing to measure: its estimate stays low on a good link, and
+        // str0m has no video to pad with. Waiting for the estimate would keep
+        // a single-layer video paused for good, so go one step beyond it,
+        // now and then: if the link cannot take it, the estimate falls
+        // under load and the step is taken back at the next tick.
+        let (ready_at, backoff) = s.subscriber.beyond_estimate;
+        let mut beyond = s.subscriber.beyond_estimate;
+        if keep.next == keep.allocated {
+            beyond = (None, FIRST_BACKOFF);
+        } else if self.config.bandwidth_estimation
+            && (keep.allocated as f64) < estimate * APP_LIMITED_SHARE
+            && ready_at.is_none_or(|t| now >= t)
+        {
+            keep = allocate(keep.next, &demands);
+            raise = keep.clone();
+            beyond = (Some(now + backoff), (backoff * 2).min(MAX_BACKOFF));
+        }
 
         let Some(s) = self.participants.get_mut(&subscriber) else {
             return;
         };
+        s.subscriber.beyond_estimate = beyond;
         debug!(
             %subscriber,
             estimate = s.subscriber.estimate,

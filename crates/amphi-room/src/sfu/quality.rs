@@ -276,9 +276,12 @@ impl Sfu {
                 .set_disconnected(p.publisher.conn.disconnected_since.is_some());
             peer.downlink
                 .set_disconnected(p.subscriber.conn.disconnected_since.is_some());
-            // What the allocator would send at the best layers is not
-            // known here yet (`wanted_bps`); the estimate alone only
-            // catches a starved downlink.
+            // Not against what the allocator wants (`Allocation::wanted`):
+            // while a subscriber receives little (small tiles, paused
+            // video) its connection is application-limited and GCC's
+            // estimate stays a few hundred kbit/s on a perfectly good link,
+            // which would show "poor" for nothing. Only a starved estimate
+            // counts; loss and delay tell the rest.
             peer.downlink
                 .set_bandwidth(p.subscriber.estimate.map(|estimate_bps| Bandwidth {
                     estimate_bps,

@@ -13,6 +13,7 @@ import {
   mintToken,
   openPage,
   requireBinaries,
+  selfId,
   sleep,
   startServer,
   tiles,
@@ -30,9 +31,6 @@ after(async () => {
   if (failed) console.error(`---- last log lines ----\n${log.tail(250)}`);
 });
 
-/** The participant id a page got (its own tile). */
-const selfId = (page) =>
-  page.locator('[data-testid="tile"] video.mirror').evaluate((v) => v.closest('[data-testid="tile"]').getAttribute('data-participant-id'));
 
 /** packetsReceived of the inbound stream carrying the remote track `trackId` (0 when gone). */
 async function packetsOf(page, trackId) {

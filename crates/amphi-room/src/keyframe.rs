@@ -9,6 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::vp8::Vp8Info;
+
 /// Video codecs whose keyframes we can recognise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
@@ -27,39 +29,10 @@ pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
     }
 }
 
-/// RFC 7741 payload descriptor, then the VP8 payload header (RFC 6386 9.1).
+/// RFC 7741 payload descriptor, then the VP8 payload header (RFC 6386 9.1):
+/// read once, in `vp8.rs`.
 fn vp8_starts_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let extended = first & 0x80 != 0;
-    let start_of_partition = first & 0x10 != 0;
-    let partition_index = first & 0x0f;
-    if !start_of_partition || partition_index != 0 {
-        return false;
-    }
-    let mut at = 1;
-    if extended {
-        let Some(&x) = payload.get(at) else {
-            return false;
-        };
-        at += 1;
-        if x & 0x80 != 0 {
-            // PictureID: one byte, or two when its M bit is set.
-            let Some(&pid) = payload.get(at) else {
-                return false;
-            };
-            at += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            at += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            at += 1; // TID / Y / KEYIDX
-        }
-    }
-    // The P bit of the frame tag is 0 for keyframes.
-    payload.get(at).is_some_and(|tag| tag & 0x01 == 0)
+    Vp8Info::parse(payload).is_some_and(|i| i.keyframe_start)
 }
 
 /// RFC 6184: a single NAL unit, a STAP-A aggregate or the first FU-A

@@ -27,6 +27,7 @@ mod room;
 mod sfu;
 pub mod speaker;
 mod stats;
+mod timers;
 mod track;
 pub mod vp8;
 

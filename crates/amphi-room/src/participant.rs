@@ -86,7 +86,7 @@ impl Participant {
 }
 
 /// Which of a participant's two peer connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Pc {
     Publisher,
     Subscriber,
@@ -96,8 +96,6 @@ pub(crate) enum Pc {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub rtc: Rtc,
-    /// When str0m next wants `handle_input(Timeout)`.
-    pub next_timeout: Option<Instant>,
     /// Since when ICE has been disconnected, if it is.
     pub disconnected_since: Option<Instant>,
 }
@@ -106,7 +104,6 @@ impl Connection {
     pub fn new(rtc: Rtc) -> Self {
         Connection {
             rtc,
-            next_timeout: None,
             disconnected_since: None,
         }
     }

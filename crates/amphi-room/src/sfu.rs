@@ -26,6 +26,7 @@ use crate::layer::{LayerPacket, Selection};
 use crate::participant::{self, Connection, DownState, Participant, Pc, Publisher, Subscriber};
 use crate::room::Room;
 use crate::stats::SfuStats;
+use crate::timers::Timers;
 use crate::track::PublishedTrack;
 use crate::vp8::{PictureNumbering, Vp8Info};
 
@@ -132,6 +133,17 @@ pub enum SfuEvent {
     },
 }
 
+/// Something the engine must do at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Deadline {
+    /// str0m wants `handle_input(Timeout)` on this connection.
+    Connection(ParticipantId, Pc),
+    /// This connection has been disconnected for `media_timeout`.
+    MediaTimeout(ParticipantId, Pc),
+    /// A deferred keyframe request of this publisher falls due.
+    Keyframe(ParticipantId),
+}
+
 /// All rooms of one media thread.
 pub struct Sfu {
     config: SfuConfig,
@@ -160,6 +172,10 @@ pub struct Sfu {
     quality: quality::QualityMonitor,
     /// When layers are next re-allocated and dynacast re-evaluated.
     next_media_tick: Instant,
+    /// Per-connection and per-publisher deadlines (timers.rs).
+    timers: Timers<Deadline>,
+    /// Reused by `handle_timeout` for the deadlines that fell due.
+    due: Vec<Deadline>,
     /// The time of the latest input: the engine reads no clock of its own.
     now: Instant,
 }
@@ -181,6 +197,8 @@ impl Sfu {
             speakers: speaker::Speakers::default(),
             quality: quality::QualityMonitor::default(),
             next_media_tick: now + allocation::TICK,
+            timers: Timers::default(),
+            due: Vec::new(),
             now,
         }
     }
@@ -369,6 +387,9 @@ impl Sfu {
         };
         let permissions = participant.permissions.clone();
         self.participants.insert(pid, participant);
+        for pc in [Pc::Publisher, Pc::Subscriber] {
+            self.timers.set(Deadline::Connection(pid, pc), Some(now));
+        }
         if !self.rooms.contains_key(&req.room) {
             self.event(SfuEvent::RoomStarted {
                 room: req.room.clone(),
@@ -716,6 +737,11 @@ impl Sfu {
         info!(participant = %pid, room = %p.room, ?reason, "participant left");
         self.routes.retain(|_, (id, _)| *id != pid);
         self.dirty.retain(|(id, _)| *id != pid);
+        for pc in [Pc::Publisher, Pc::Subscriber] {
+            self.timers.set(Deadline::Connection(pid, pc), None);
+            self.timers.set(Deadline::MediaTimeout(pid, pc), None);
+        }
+        self.timers.set(Deadline::Keyframe(pid), None);
         if tell_them {
             self.signal(
                 pid,
@@ -906,51 +932,64 @@ impl Sfu {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        let mut due = Vec::new();
-        let mut keyframes = Vec::new();
-        let mut failed = Vec::new();
-        for (id, p) in &mut self.participants {
-            for pc in [Pc::Publisher, Pc::Subscriber] {
-                let conn = p.connection(pc);
-                if conn.next_timeout.is_none_or(|t| t <= now) {
-                    due.push((*id, pc));
-                }
-                if let Some(since) = conn.disconnected_since
-                    && now.saturating_duration_since(since) >= self.config.media_timeout
-                {
-                    failed.push(*id);
-                }
-            }
-            for t in &mut p.publisher.tracks {
-                for layer in &mut t.layers {
-                    if layer.keyframes.handle_timeout(now) {
-                        keyframes.push((*id, t.mid, layer.rid));
+        // Taken all at once: a connection is driven once per timeout even
+        // if it asks again for a time already past.
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(d) = self.timers.pop_due(now) {
+            due.push(d);
+        }
+        for d in due.drain(..) {
+            match d {
+                Deadline::Connection(pid, pc) => {
+                    if let Some(p) = self.participants.get_mut(&pid) {
+                        // A timeout cannot fail in a way that concerns other inputs.
+                        let _ = p
+                            .connection(pc)
+                            .rtc
+                            .handle_input(str0m::Input::Timeout(now));
+                        self.drain(now, pid, pc);
                     }
                 }
+                Deadline::MediaTimeout(pid, _) => {
+                    self.remove_participant(pid, LeaveReason::MediaFailed, true);
+                }
+                Deadline::Keyframe(pid) => {
+                    let mut requests = Vec::new();
+                    if let Some(p) = self.participants.get_mut(&pid) {
+                        for t in &mut p.publisher.tracks {
+                            for layer in &mut t.layers {
+                                if layer.keyframes.handle_timeout(now) {
+                                    requests.push((t.mid, layer.rid));
+                                }
+                            }
+                        }
+                    }
+                    for (mid, rid) in requests {
+                        self.send_keyframe_request(pid, mid, rid);
+                    }
+                    self.schedule_keyframes(pid);
+                }
             }
         }
-        for (pid, pc) in due {
-            if let Some(p) = self.participants.get_mut(&pid) {
-                // A timeout cannot fail in a way that concerns other inputs.
-                let _ = p
-                    .connection(pc)
-                    .rtc
-                    .handle_input(str0m::Input::Timeout(now));
-                self.drain(now, pid, pc);
-            }
-        }
-        for (pid, mid, rid) in keyframes {
-            self.send_keyframe_request(pid, mid, rid);
-        }
+        self.due = due;
         if now >= self.next_media_tick {
             self.media_tick(now);
         }
         self.handle_speakers_timeout(now);
         self.quality_timeout(now);
-        failed.dedup();
-        for pid in failed {
-            self.remove_participant(pid, LeaveReason::MediaFailed, true);
-        }
+    }
+
+    /// Puts the publisher's next deferred keyframe request on the timers.
+    fn schedule_keyframes(&mut self, pid: ParticipantId) {
+        let at = self.participants.get(&pid).and_then(|p| {
+            p.publisher
+                .tracks
+                .iter()
+                .flat_map(|t| &t.layers)
+                .filter_map(|l| l.keyframes.poll_timeout())
+                .min()
+        });
+        self.timers.set(Deadline::Keyframe(pid), at);
     }
 
     /// Polls one connection until it has nothing more to say, acting on its
@@ -976,7 +1015,7 @@ impl Sfu {
             };
             match output {
                 str0m::Output::Timeout(t) => {
-                    conn.next_timeout = Some(t);
+                    self.timers.set(Deadline::Connection(pid, pc), Some(t));
                     return;
                 }
                 str0m::Output::Transmit(t) => {
@@ -1009,11 +1048,14 @@ impl Sfu {
             Event::IceConnectionStateChange(state) => {
                 if let Some(p) = self.participants.get_mut(&pid) {
                     let conn = p.connection(pc);
-                    if state == IceConnectionState::Disconnected {
-                        conn.disconnected_since.get_or_insert(now);
+                    let failing_at = if state == IceConnectionState::Disconnected {
+                        let since = *conn.disconnected_since.get_or_insert(now);
+                        Some(since + self.config.media_timeout)
                     } else {
                         conn.disconnected_since = None;
-                    }
+                        None
+                    };
+                    self.timers.set(Deadline::MediaTimeout(pid, pc), failing_at);
                 }
                 debug!(participant = %pid, ?pc, ?state, "ice state");
             }
@@ -1105,6 +1147,7 @@ impl Sfu {
         if let Some(layer) = track.layers.get_mut(usize::from(spatial)) {
             layer.observe(now, packet.payload.len(), temporal);
             if keyframe_start {
+                // The deferred request's deadline, if any, finds nothing to do.
                 layer.keyframes.keyframe_received();
                 if let Some(size) = vp8.as_ref().and_then(|i| i.size) {
                     layer.size = Some(size);
@@ -1277,6 +1320,7 @@ impl Sfu {
             let rid = layer.rid;
             self.send_keyframe_request(publisher, mid, rid);
         }
+        self.schedule_keyframes(publisher);
     }
 
     fn send_keyframe_request(&mut self, publisher: ParticipantId, mid: Mid, rid: Option<Rid>) {
@@ -1380,36 +1424,18 @@ impl Sfu {
     }
 
     fn next_timeout(&self) -> Instant {
-        let mut next: Option<Instant> = None;
-        let mut earliest = |t: Instant| {
-            next = Some(next.map_or(t, |n| n.min(t)));
-        };
-        for p in self.participants.values() {
-            for conn in [&p.publisher.conn, &p.subscriber.conn] {
-                if let Some(t) = conn.next_timeout {
-                    earliest(t);
-                }
-                if let Some(since) = conn.disconnected_since {
-                    earliest(since + self.config.media_timeout);
-                }
-            }
-            for t in &p.publisher.tracks {
-                for layer in &t.layers {
-                    if let Some(at) = layer.keyframes.poll_timeout() {
-                        earliest(at);
-                    }
-                }
-            }
+        let mut next = self.next_media_tick;
+        for at in [
+            self.timers.next(),
+            self.speakers.poll_timeout(),
+            self.quality_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            next = next.min(at);
         }
-        earliest(self.next_media_tick);
-        if let Some(at) = self.speakers.poll_timeout() {
-            earliest(at);
-        }
-        if let Some(at) = self.quality_deadline() {
-            earliest(at);
-        }
-        // With nothing scheduled, look again in a while anyway.
-        next.unwrap_or(self.now + std::time::Duration::from_secs(1))
+        next
     }
 }
 

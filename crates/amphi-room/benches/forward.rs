@@ -311,6 +311,8 @@ fn allocations(fanout: usize) {
     let mut w = World::new(fanout);
     // The allocator counts while the engine runs only: wrap the engine.
     let (in0, out0) = (w.sfu.stats().rtp_packets_in, w.sfu.stats().rtp_packets_out);
+    let timeouts0 = w.sfu.stats().connection_timeouts;
+    let datagrams0 = w.sfu.stats().datagrams_out;
     ALLOCATIONS.store(0, Ordering::Relaxed);
     let mut spent = Duration::ZERO;
     while w.sfu.stats().rtp_packets_in - in0 < 2_000 {
@@ -323,12 +325,17 @@ fn allocations(fanout: usize) {
     let allocs = ALLOCATIONS.load(Ordering::Relaxed);
     let s = w.sfu.stats();
     let (pin, pout) = (s.rtp_packets_in - in0, s.rtp_packets_out - out0);
+    let timeouts = s.connection_timeouts - timeouts0;
+    let datagrams = s.datagrams_out - datagrams0;
     println!(
         "allocations 1 -> {fanout:>3}: {:.2} per forwarded packet, {:.1} per incoming packet \
-         ({allocs} allocations, {pin} packets in, {pout} out, {:.0} ns engine time per forwarded packet)",
+         ({allocs} allocations, {pin} packets in, {pout} out, {:.0} ns engine time per forwarded packet, \
+         {:.2} connection timeouts and {:.2} datagrams sent per forwarded packet)",
         allocs as f64 / pout.max(1) as f64,
         allocs as f64 / pin.max(1) as f64,
         spent.as_nanos() as f64 / pout.max(1) as f64,
+        timeouts as f64 / pout.max(1) as f64,
+        datagrams as f64 / pout.max(1) as f64,
     );
 }
 

@@ -43,6 +43,10 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Timeouts one [`Sfu::drain`] serves before leaving the rest to the
+/// timers, so one busy connection cannot hold up the others.
+const MAX_TURNS: u32 = 64;
+
 /// Label of the data channel that opens every subscriber connection.
 const BUNDLE_ANCHOR: &str = "amphi";
 
@@ -942,6 +946,7 @@ impl Sfu {
             match d {
                 Deadline::Connection(pid, pc) => {
                     if let Some(p) = self.participants.get_mut(&pid) {
+                        self.stats.connection_timeouts += 1;
                         // A timeout cannot fail in a way that concerns other inputs.
                         let _ = p
                             .connection(pc)
@@ -994,7 +999,15 @@ impl Sfu {
 
     /// Polls one connection until it has nothing more to say, acting on its
     /// events.
+    ///
+    /// str0m takes a packet written to a connection only at its next
+    /// timeout, and its pacer, after each packet it lets out, wants another
+    /// timeout before the next. Timeouts already due are served here, so a
+    /// connection sends what it may at once instead of one packet per turn
+    /// of the server's loop; under steady input its queue grew without
+    /// bound (audio-500 in docs/benchmarks.md).
     fn drain(&mut self, now: Instant, pid: ParticipantId, pc: Pc) {
+        let mut turns = 0;
         loop {
             let Some(p) = self.participants.get_mut(&pid) else {
                 return;
@@ -1014,6 +1027,12 @@ impl Sfu {
                 }
             };
             match output {
+                str0m::Output::Timeout(t) if t <= now && turns < MAX_TURNS => {
+                    turns += 1;
+                    self.stats.connection_timeouts += 1;
+                    // A timeout cannot fail in a way that concerns other inputs.
+                    let _ = conn.rtc.handle_input(str0m::Input::Timeout(now));
+                }
                 str0m::Output::Timeout(t) => {
                     self.timers.set(Deadline::Connection(pid, pc), Some(t));
                     return;

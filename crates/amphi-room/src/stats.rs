@@ -13,6 +13,9 @@ pub struct SfuStats {
     /// Datagrams a connection took but could not use.
     pub rejected_datagrams: u64,
     pub datagrams_out: u64,
+    /// Times a str0m connection was driven by a timeout: the engine's main
+    /// cost per packet besides encryption (see `Sfu::drain`).
+    pub connection_timeouts: u64,
     pub rtp_packets_in: u64,
     pub rtp_packets_out: u64,
     /// Packets not forwarded because a moderator muted the source or the

@@ -12,6 +12,7 @@ mod state;
 mod tcp;
 mod tls;
 mod turn;
+mod udp_batch;
 mod web;
 mod webhooks;
 

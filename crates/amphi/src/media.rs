@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
@@ -20,6 +21,7 @@ use tracing::{debug, error, warn};
 
 use crate::metrics::MediaObserver;
 use crate::tcp::{Fill, TcpMedia};
+use crate::udp_batch::{self, SendFailure};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -151,6 +153,8 @@ pub fn start(
                 ready: Vec::new(),
                 observer,
                 ice_servers: None,
+                receiver: udp_batch::Receiver::default(),
+                sender: udp_batch::Sender::default(),
             };
             media.observer.started();
             if let Err(e) = media.run() {
@@ -185,18 +189,19 @@ struct MediaLoop {
     /// Metrics, webhooks and draining (crate::metrics).
     observer: MediaObserver,
     ice_servers: Option<IceServersFn>,
+    receiver: udp_batch::Receiver,
+    /// Datagrams the engine asked for, sent a batch at a time.
+    sender: udp_batch::Sender,
 }
 
 impl MediaLoop {
     fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(64);
-        // Large enough for any datagram: a jumbo packet is cut, not misread.
-        let mut buf = vec![0u8; 65_536];
         loop {
             if !self.take_requests() {
                 return Ok(());
             }
-            self.read_socket(&mut buf);
+            self.read_socket();
             self.serve_tcp();
             let mut timeout = self.flush();
             let now = Instant::now();
@@ -381,17 +386,36 @@ impl MediaLoop {
         }
     }
 
-    fn read_socket(&mut self, buf: &mut [u8]) {
+    /// Reads the socket dry, a batch at a time. Between batches, timers that
+    /// fell due are served: under a steady stream of input, str0m's pacer
+    /// (which wants a timeout after every packet it sends) would otherwise
+    /// wait until the socket is empty.
+    fn read_socket(&mut self) {
+        let fd = self.socket.as_raw_fd();
         loop {
-            match self.socket.recv_from(buf) {
-                Ok((n, source)) => {
-                    self.observer.received(n);
-                    let now = Instant::now();
-                    match Receive::new(Protocol::Udp, source, self.destination, &buf[..n]) {
-                        Ok(receive) => self.sfu.handle_input(Input::Receive(now, receive)),
-                        Err(_) => debug!(%source, len = n, "unparseable datagram dropped"),
+            match self.receiver.recv(fd) {
+                Ok(_) => {
+                    for d in self.receiver.datagrams() {
+                        // Read per datagram: str0m's pacer lets a connection
+                        // send again only once time has moved on.
+                        let now = Instant::now();
+                        self.observer.received(d.contents.len());
+                        if d.truncated {
+                            debug!(source = %d.source, "oversized datagram dropped");
+                            continue;
+                        }
+                        match Receive::new(Protocol::Udp, d.source, self.destination, d.contents) {
+                            Ok(receive) => self.sfu.handle_input(Input::Receive(now, receive)),
+                            Err(_) => {
+                                debug!(source = %d.source, len = d.contents.len(), "unparseable datagram dropped")
+                            }
+                        }
                     }
-                    self.flush();
+                    let now = Instant::now();
+                    if self.flush() <= now {
+                        self.sfu.handle_input(Input::Timeout(now));
+                        self.flush();
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -406,6 +430,7 @@ impl MediaLoop {
 
     /// Carries out everything the engine asked for; returns its next timeout.
     fn flush(&mut self) -> Instant {
+        let fd = self.socket.as_raw_fd();
         loop {
             match self.sfu.poll_output() {
                 Output::Transmit(t) if t.proto == Protocol::Tcp => {
@@ -419,11 +444,7 @@ impl MediaLoop {
                 }
                 Output::Transmit(t) => {
                     self.observer.sent(t.contents.len());
-                    if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
-                        // A full socket buffer or an unreachable peer loses
-                        // this datagram only; RTP and ICE recover.
-                        debug!(destination = %t.destination, "udp send failed: {e}");
-                    }
+                    self.sender.push(fd, t, &mut send_failed);
                 }
                 Output::Signal {
                     participant,
@@ -448,8 +469,17 @@ impl MediaLoop {
                 }
                 // Not wired to anything yet: webhooks and metrics will.
                 Output::Event(event) => self.observer.event(event),
-                Output::Timeout(t) => return t,
+                Output::Timeout(t) => {
+                    self.sender.flush(fd, &mut send_failed);
+                    return t;
+                }
             }
         }
     }
+}
+
+/// A full socket buffer or an unreachable peer loses one datagram; RTP and
+/// ICE recover.
+fn send_failed(f: SendFailure) {
+    debug!(destination = %f.destination, "udp send failed: {}", f.error);
 }

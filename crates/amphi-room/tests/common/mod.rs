@@ -58,15 +58,21 @@ pub fn teacher() -> Permissions {
 
 impl World {
     pub fn new() -> World {
+        // This network delivers a whole 2 ms tick at once, with no queues: a
+        // delay-based estimator reads nothing real from it. Bandwidth
+        // estimation is tested over real sockets.
+        World::with_bandwidth_estimation(false)
+    }
+
+    /// With str0m's estimator and pacer on every subscriber connection, for
+    /// tests of how the engine drives them (not of the estimate).
+    pub fn with_bandwidth_estimation(bandwidth_estimation: bool) -> World {
         let server: SocketAddr = SERVER.parse().unwrap();
         let now = Instant::now();
         let sfu = Sfu::new(
             SfuConfig {
                 candidates: vec![server],
-                // This network delivers a whole 2 ms tick at once, with no
-                // queues: a delay-based estimator reads nothing real from
-                // it. Bandwidth estimation is tested over real sockets.
-                bandwidth_estimation: false,
+                bandwidth_estimation,
                 ..SfuConfig::default()
             },
             now,

@@ -1,0 +1,82 @@
+//! How the engine drives str0m's pacer: what arrives goes out at once,
+//! without waiting for the server's next timer.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use amphi_client::{ClientOptions, Connection, MediaKind};
+use amphi_room::Input;
+use common::World;
+use str0m::net::{Protocol, Receive, Transmit};
+
+/// A burst of datagrams from a publisher, fed to the engine with no
+/// timeout in between (as a busy server reads its socket), comes out to the
+/// subscriber whole. str0m's pacer lets a connection send one packet per
+/// timeout; when the engine left those timeouts to its timers, one packet
+/// per subscriber went out per turn of the server's loop, and under steady
+/// input the queues grew without bound (audio-500 collapsed, see
+/// docs/benchmarks.md).
+#[test]
+fn a_burst_goes_out_without_waiting_for_timers() {
+    let mut w = World::with_bandwidth_estimation(true);
+    let speaker = w.add(ClientOptions {
+        publish_video: false,
+        ping_interval: None,
+        ..ClientOptions::default()
+    });
+    let listener = w.add(ClientOptions {
+        ping_interval: None,
+        ..ClientOptions::subscriber_only()
+    });
+    w.run(Duration::from_secs(3));
+    assert!(
+        w.packets_from(listener, speaker, MediaKind::Audio) > 50,
+        "audio flows before the burst"
+    );
+
+    // Hold back the speaker's datagrams for a while...
+    let held: Rc<RefCell<Vec<Transmit>>> = Rc::default();
+    let from = w.clients[speaker].p.local_addr(Connection::Publisher);
+    let server = w.server;
+    let hold = held.clone();
+    w.loss = Some(Box::new(move |t: &Transmit| {
+        let ours = t.source == from && t.destination == server;
+        if ours {
+            hold.borrow_mut().push(Transmit {
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.to_vec().into(),
+            });
+        }
+        ours
+    }));
+    let sent_before = w.clients[speaker].p.stats().sent_audio.packets;
+    w.run(Duration::from_millis(400));
+    w.loss = None;
+    let burst = w.clients[speaker].p.stats().sent_audio.packets - sent_before;
+    assert!(
+        burst >= 15,
+        "the speaker sent {burst} audio packets in 400 ms"
+    );
+
+    // ...then hand them to the engine back to back, time moving on a little
+    // with each as it does on a real socket, and no timeout.
+    let received_before = w.packets_from(listener, speaker, MediaKind::Audio);
+    for t in held.borrow().iter() {
+        w.now += Duration::from_micros(20);
+        let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
+            .expect("a datagram the speaker sent");
+        w.sfu.handle_input(Input::Receive(w.now, r));
+    }
+    // Delivers what the engine has to send, without a timeout.
+    w.exchange();
+    let forwarded = w.packets_from(listener, speaker, MediaKind::Audio) - received_before;
+    assert_eq!(
+        forwarded, burst,
+        "every audio packet of the burst reached the listener before any timer ran"
+    );
+}

@@ -346,11 +346,9 @@ fn forward(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     for fanout in [1usize, 10, 100] {
+        let mut w = World::new(fanout);
         group.throughput(Throughput::Elements(fanout as u64));
         group.bench_function(BenchmarkId::new("fanout", fanout), |b| {
-            // Built here, so a filtered-out fan-out costs nothing (matters
-            // under callgrind).
-            let mut w = World::new(fanout);
             b.iter_custom(|iters| {
                 let (t, pin, _) = w.run_packets(iters);
                 black_box(pin);

@@ -944,17 +944,8 @@ impl Sfu {
         }
         for d in due.drain(..) {
             match d {
-                Deadline::Connection(pid, pc) => {
-                    if let Some(p) = self.participants.get_mut(&pid) {
-                        self.stats.connection_timeouts += 1;
-                        // A timeout cannot fail in a way that concerns other inputs.
-                        let _ = p
-                            .connection(pc)
-                            .rtc
-                            .handle_input(str0m::Input::Timeout(now));
-                        self.drain(now, pid, pc);
-                    }
-                }
+                // `drain` serves the timeout str0m asks for, now due.
+                Deadline::Connection(pid, pc) => self.drain(now, pid, pc),
                 Deadline::MediaTimeout(pid, _) => {
                     self.remove_participant(pid, LeaveReason::MediaFailed, true);
                 }

@@ -1,11 +1,12 @@
 //! Deadlines of many things, soonest first.
 //!
 //! str0m's pacer asks for a timeout after every packet it sends, so with
-//! hundreds of connections the engine is asked "what is due?" once per
-//! forwarded packet. Scanning every connection to answer made the work per
-//! packet grow with the room (a lecture of 500 spent most of its time
-//! looking at connections with nothing to do). Here setting, clearing and
-//! popping a deadline cost O(log n), and the soonest is O(1) to read.
+//! hundreds of connections the engine is asked "what is due?" about once
+//! per forwarded packet. Scanning every connection to answer makes the work
+//! per packet grow with the room (at up to 500 participants that did not
+//! yet show in the benchmarks; see docs/benchmarks.md). Here setting,
+//! clearing and popping a deadline cost O(log n), and the soonest is O(1)
+//! to read.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;

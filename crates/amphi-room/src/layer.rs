@@ -11,6 +11,11 @@
 //! - a temporal step down happens at the next frame; a step up waits for a
 //!   frame the decoder can start from (base layer, or a layer-sync frame);
 //! - pausing stops at once; resuming waits for a keyframe.
+//!
+//! While the subscriber's connection is congested (its send queue backs
+//! up, see `sfu::backlog`), the selector sheds what it can without breaking
+//! the picture: the temporal enhancement frames, and the old layer of a
+//! pending switch down, whose frames would only delay the new keyframe.
 
 /// A spatial (simulcast encoding) and temporal layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,6 +71,8 @@ pub struct LayerSelector {
     current: Option<Layer>,
     /// Set once a target has been given (before that, everything passes).
     managed: bool,
+    /// The connection's send queue backs up.
+    congested: bool,
 }
 
 impl LayerSelector {
@@ -95,6 +102,17 @@ impl LayerSelector {
         }
     }
 
+    /// Whether the connection this track goes out on backs up. Takes effect
+    /// at the next frame; enhancement frames come back at the next frame a
+    /// decoder can step up at once it is cleared.
+    pub fn set_congested(&mut self, congested: bool) {
+        self.congested = congested;
+    }
+
+    pub fn is_congested(&self) -> bool {
+        self.congested
+    }
+
     /// Forget what is being forwarded: the next packet must be a keyframe
     /// of the target (after a publisher restart, for instance).
     pub fn reset(&mut self) {
@@ -109,14 +127,26 @@ impl LayerSelector {
             return Selection::Ignore;
         };
         match self.current {
+            // Congested, with a lower layer to go to: whatever more of this
+            // one is sent only queues in front of the new keyframe.
+            Some(cur)
+                if self.congested
+                    && p.frame_start
+                    && cur.spatial == p.spatial
+                    && target.spatial < cur.spatial =>
+            {
+                self.current = None;
+                Selection::NeedKeyframe {
+                    spatial: target.spatial,
+                }
+            }
             Some(mut cur) if cur.spatial == p.spatial => {
                 let tid = p.temporal.unwrap_or(0);
                 if p.frame_start {
-                    let up = target.temporal > cur.temporal
-                        && (tid == 0 || p.layer_sync)
-                        && tid <= target.temporal;
-                    if target.temporal < cur.temporal || up {
-                        cur.temporal = target.temporal;
+                    let wanted = if self.congested { 0 } else { target.temporal };
+                    let up = wanted > cur.temporal && (tid == 0 || p.layer_sync) && tid <= wanted;
+                    if wanted < cur.temporal || up {
+                        cur.temporal = wanted;
                         self.current = Some(cur);
                     }
                 }
@@ -229,6 +259,67 @@ mod tests {
         let mut middle = pkt(1, 2, false);
         middle.frame_start = false;
         assert_eq!(s.select(middle), Selection::Forward);
+    }
+
+    #[test]
+    fn congestion_sheds_enhancement_frames_until_cleared() {
+        let mut s = LayerSelector::default();
+        s.set_target(Some(Layer::new(1, 2)));
+        assert_eq!(s.select(pkt(1, 0, true)), Selection::Switch);
+        assert_eq!(s.select(pkt(1, 2, false)), Selection::Forward);
+        s.set_congested(true);
+        assert_eq!(s.select(pkt(1, 2, false)), Selection::Skip);
+        assert_eq!(s.select(pkt(1, 1, false)), Selection::Skip);
+        assert_eq!(s.select(pkt(1, 0, false)), Selection::Forward);
+        let mut sync = pkt(1, 1, false);
+        sync.layer_sync = true;
+        assert_eq!(s.select(sync), Selection::Skip);
+        // The target is untouched: the allocator still wants the full rate.
+        assert_eq!(s.target(), Some(Layer::new(1, 2)));
+        s.set_congested(false);
+        // Back at the next frame a decoder can start from.
+        assert_eq!(s.select(pkt(1, 2, false)), Selection::Skip);
+        assert_eq!(s.select(sync), Selection::Forward);
+        assert_eq!(s.select(pkt(1, 2, false)), Selection::Forward);
+    }
+
+    #[test]
+    fn congestion_drops_the_old_layer_of_a_switch_down() {
+        let mut s = LayerSelector::default();
+        s.set_target(Some(Layer::new(2, 2)));
+        assert_eq!(s.select(pkt(2, 0, true)), Selection::Switch);
+        s.set_target(Some(Layer::new(0, 2)));
+        // Not congested: the old layer flows until the new keyframe.
+        assert_eq!(s.select(pkt(2, 1, false)), Selection::Forward);
+        s.set_congested(true);
+        assert_eq!(
+            s.select(pkt(2, 0, false)),
+            Selection::NeedKeyframe { spatial: 0 }
+        );
+        assert_eq!(
+            s.select(pkt(2, 0, false)),
+            Selection::NeedKeyframe { spatial: 0 }
+        );
+        assert_eq!(
+            s.select(pkt(0, 0, false)),
+            Selection::NeedKeyframe { spatial: 0 }
+        );
+        assert_eq!(s.select(pkt(0, 0, true)), Selection::Switch);
+        // Still congested on the new layer: its base layer only.
+        assert_eq!(s.select(pkt(0, 2, false)), Selection::Skip);
+        assert_eq!(s.select(pkt(0, 0, false)), Selection::Forward);
+    }
+
+    #[test]
+    fn congestion_keeps_a_switch_up_pending_layer_flowing() {
+        let mut s = LayerSelector::default();
+        s.set_target(Some(Layer::new(0, 2)));
+        assert_eq!(s.select(pkt(0, 0, true)), Selection::Switch);
+        s.set_target(Some(Layer::new(1, 2)));
+        s.set_congested(true);
+        // Dropping the only layer there is would freeze the picture.
+        assert_eq!(s.select(pkt(0, 0, false)), Selection::Forward);
+        assert_eq!(s.select(pkt(0, 2, false)), Selection::Skip);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - On a subscriber connection, video is written `nackable`, so str0m keeps
 //!   each packet in the stream's RTX history and answers the subscriber's
 //!   NACKs from it with RTX. The history is bounded twice: by
-//!   [`VIDEO_HISTORY_PACKETS`] here and by str0m's 3 s age limit.
+//!   [`VIDEO_HISTORY_PACKETS`] here and by [`VIDEO_HISTORY_AGE`].
+//!   Retransmissions may take up to [`RTX_RATIO_CAP`] of a stream's bytes.
 //! - What cannot be repaired (too old, or lost upstream for good) makes the
 //!   browser send a PLI; str0m surfaces it as `Event::KeyframeRequest` and
 //!   the engine asks the publisher for a keyframe, throttled per layer.
@@ -18,11 +19,12 @@
 //!   frame from the next one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use str0m::RtcConfig;
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::Pt;
-use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock};
+use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock, StreamTx};
 
 use crate::track::CodecInfo;
 
@@ -42,6 +44,28 @@ pub(crate) fn configure(config: RtcConfig) -> RtcConfig {
     config
         .set_send_buffer_video(VIDEO_HISTORY_PACKETS)
         .set_send_buffer_audio(AUDIO_SEND_BUFFER)
+}
+
+/// How old a packet in a subscriber stream's RTX history may be (str0m's
+/// default): older than this, a retransmission is too late to show.
+pub const VIDEO_HISTORY_AGE: Duration = Duration::from_secs(3);
+
+/// Share of a subscriber video stream's bytes that retransmissions may take
+/// before str0m drops the NACKs still queued. str0m's default, 0.15, is hit
+/// by the bursts of loss of a downlink slower than its estimate; the NACKs
+/// it drops then leave the picture frozen until the browser gives up and
+/// asks for a keyframe (seconds, on such a link). Half still bounds what a
+/// subscriber asking for everything again can cost.
+pub const RTX_RATIO_CAP: f32 = 0.5;
+
+/// The recovery part of a subscriber video stream, once it exists (str0m
+/// makes the stream when the answer is accepted).
+pub(crate) fn configure_video_stream(tx: &mut StreamTx) {
+    tx.set_rtx_cache(
+        VIDEO_HISTORY_PACKETS,
+        VIDEO_HISTORY_AGE,
+        Some(RTX_RATIO_CAP),
+    );
 }
 
 // ----- RED (RFC 2198) for audio ----------------------------------------

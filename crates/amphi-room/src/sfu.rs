@@ -31,6 +31,7 @@ use crate::track::PublishedTrack;
 use crate::vp8::{PictureNumbering, Vp8Info};
 
 mod allocation;
+mod backlog;
 mod classroom;
 mod quality;
 mod speaker;
@@ -683,6 +684,21 @@ impl Sfu {
             DownState::Stopping(_) => false,
             _ => true,
         });
+        let opened_video = p.subscriber.tracks.iter().filter_map(|t| match t.state {
+            DownState::Open(mid)
+                if t.source.kind() == amphi_protocol::MediaKind::Video
+                    && opened.contains(&(t.publisher, t.track)) =>
+            {
+                Some(mid)
+            }
+            _ => None,
+        });
+        for mid in opened_video.collect::<Vec<_>>() {
+            let mut api = p.subscriber.conn.rtc.direct_api();
+            if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+                crate::recovery::configure_video_stream(tx);
+            }
+        }
         // Choose layers now rather than at the next tick: the first frame
         // waits for this.
         self.allocate_for(now, pid);
@@ -1211,6 +1227,17 @@ impl Sfu {
             down.forwarder.set_codec(codec.video, codec.clock_rate);
             let mut switched = false;
             if codec.video.is_some() {
+                if layer_packet.frame_start && down.selector.is_managed() {
+                    let congested = backlog::congested(
+                        &mut s.subscriber.conn.rtc,
+                        out_mid,
+                        down.selector.is_congested(),
+                    );
+                    if congested && !down.selector.is_congested() {
+                        self.stats.congestion_events += 1;
+                    }
+                    down.selector.set_congested(congested);
+                }
                 match down.selector.select(layer_packet) {
                     Selection::Forward => {}
                     Selection::Switch => {

@@ -24,6 +24,9 @@ pub struct SfuStats {
     pub keyframe_requests: u64,
     /// Subscribers moved to another simulcast layer (at a keyframe).
     pub layer_switches: u64,
+    /// Times a subscriber's video track started shedding frames because its
+    /// connection's send queue backed up (`sfu/backlog.rs`).
+    pub congestion_events: u64,
     /// PLIs subscribers sent us (from str0m's per-stream statistics, so
     /// up to a second late).
     pub plis_received: u64,

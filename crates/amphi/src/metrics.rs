@@ -159,6 +159,7 @@ pub struct MediaSnapshot {
     pub nacks_received: u64,
     pub packets_lost_downstream: u64,
     pub layer_switches: u64,
+    pub congestion_events: u64,
     pub downlink: EstimateSummary,
     /// ICE-TCP connections accepted since start, and open now.
     pub ice_tcp_accepted: u64,
@@ -380,6 +381,12 @@ impl Ops {
             "counter",
             "Subscribers moved to another simulcast layer (at a keyframe).",
             &[("", s.layer_switches)],
+        );
+        metric(
+            "amphi_downlink_congestion_events_total",
+            "counter",
+            "Times a subscriber's video started shedding frames because its connection's send queue backed up (a downlink slower than its estimate).",
+            &[("", s.congestion_events)],
         );
         let d = &s.downlink;
         metric(
@@ -673,6 +680,7 @@ impl MediaObserver {
             nacks_received: st.nacks_received,
             packets_lost_downstream: st.packets_lost_downstream,
             layer_switches: st.layer_switches,
+            congestion_events: st.congestion_events,
             downlink: EstimateSummary::of(sfu.downlink_estimates()),
             ice_tcp_accepted: self.ice_tcp_accepted,
             ice_tcp_open: self.ice_tcp_open,

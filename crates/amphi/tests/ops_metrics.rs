@@ -233,6 +233,7 @@ fn metrics_show_a_call_and_parse_as_prometheus_text() {
     assert_eq!(buckets.last(), Some(&2.0));
     for family in [
         "amphi_layer_switches_total",
+        "amphi_downlink_congestion_events_total",
         "amphi_ice_tcp_connections_total",
         "amphi_turn_allocations_total{transport=\"tls\"}",
         "amphi_nacks_total",

@@ -18,16 +18,16 @@ use str0m::media::Mid;
 /// How long the oldest queued packet may have waited before the connection
 /// counts as congested: a keyframe of a top layer at a good estimate drains
 /// well within it.
-pub(crate) const CONGESTED: Duration = Duration::from_millis(200);
+const CONGESTED: Duration = Duration::from_millis(200);
 
 /// Congested, it counts as drained again only under this: shedding and
 /// restoring enhancement frames at every packet around one threshold would
 /// make the frame rate flicker.
-pub(crate) const DRAINED: Duration = Duration::from_millis(100);
+const DRAINED: Duration = Duration::from_millis(100);
 
 /// How long the oldest packet queued for `mid` had waited when str0m's
 /// pacer last looked (zero: nothing queued).
-pub(super) fn of(rtc: &mut Rtc, mid: Mid) -> Duration {
+fn of(rtc: &mut Rtc, mid: Mid) -> Duration {
     let mut api = rtc.direct_api();
     let Some(info) = api
         .stream_tx_by_mid(mid, None)

@@ -27,29 +27,47 @@ fn received(w: &World, i: usize, from: usize, kind: MediaKind) -> ReceivedCounte
     w.clients[i].p.stats().from(&w.id(from), kind)
 }
 
-#[test]
-fn video_lost_on_the_way_to_a_subscriber_is_retransmitted() {
+/// What client 1 had received from client 0 before its downlink lost.
+struct BeforeLoss {
+    video: ReceivedCounters,
+    audio: ReceivedCounters,
+    nacks_received: u64,
+}
+
+/// Two participants; after 3 s, one datagram in `n` to client 1's subscriber
+/// connection is lost for 3 s, then the network is clean for 2 s.
+fn lossy_downlink(n: u64) -> (World, BeforeLoss) {
     let mut w = World::new();
     w.add(ClientOptions::default());
     w.add(ClientOptions::default());
     w.run(Duration::from_secs(3));
-    let video0 = received(&w, 1, 0, MediaKind::Video);
-    let audio0 = received(&w, 1, 0, MediaKind::Audio);
-    assert!(video0.packets > 100, "no video before the loss: {video0:?}");
-    assert_eq!(video0.seq_gaps, 0);
-    let nacks_before = w.sfu.stats().nacks_received;
+    let before = BeforeLoss {
+        video: received(&w, 1, 0, MediaKind::Video),
+        audio: received(&w, 1, 0, MediaKind::Audio),
+        nacks_received: w.sfu.stats().nacks_received,
+    };
+    assert!(
+        before.video.packets > 100,
+        "no video before the loss: {:?}",
+        before.video
+    );
+    assert_eq!(before.video.seq_gaps, 0);
 
-    // One datagram in ten to client 1's subscriber connection is lost.
     let sub = w.clients[1].p.local_addr(Connection::Subscriber);
-    w.loss = Some(every_nth(10, move |_, to| to == sub));
+    w.loss = Some(every_nth(n, move |_, to| to == sub));
     w.run(Duration::from_secs(3));
     w.loss = None;
     w.run(Duration::from_secs(2));
+    (w, before)
+}
 
+#[test]
+fn video_lost_on_the_way_to_a_subscriber_is_retransmitted() {
+    let (w, before) = lossy_downlink(10);
     let video = received(&w, 1, 0, MediaKind::Video);
     let audio = received(&w, 1, 0, MediaKind::Audio);
-    let gaps = video.seq_gaps - video0.seq_gaps;
-    let filled = video.seq_backwards - video0.seq_backwards;
+    let gaps = video.seq_gaps - before.video.seq_gaps;
+    let filled = video.seq_backwards - before.video.seq_backwards;
     assert!(
         gaps >= 20,
         "the network lost too little video to test: {gaps} gaps"
@@ -58,10 +76,13 @@ fn video_lost_on_the_way_to_a_subscriber_is_retransmitted() {
     assert_eq!(filled, gaps, "video holes not (or twice) filled: {video:?}");
     // Audio has no retransmission (Opus FEC covers it): its holes stay,
     // which shows the loss hit it too.
-    assert!(audio.seq_gaps > audio0.seq_gaps, "no audio lost: {audio:?}");
-    assert_eq!(audio.seq_backwards, audio0.seq_backwards);
     assert!(
-        w.sfu.stats().nacks_received > nacks_before,
+        audio.seq_gaps > before.audio.seq_gaps,
+        "no audio lost: {audio:?}"
+    );
+    assert_eq!(audio.seq_backwards, before.audio.seq_backwards);
+    assert!(
+        w.sfu.stats().nacks_received > before.nacks_received,
         "the subscriber's NACKs were not counted"
     );
 }
@@ -72,23 +93,10 @@ fn video_lost_on_the_way_to_a_subscriber_is_retransmitted() {
 /// until the next keyframe; the engine allows up to half.
 #[test]
 fn heavy_loss_on_the_way_to_a_subscriber_is_still_repaired() {
-    let mut w = World::new();
-    w.add(ClientOptions::default());
-    w.add(ClientOptions::default());
-    w.run(Duration::from_secs(3));
-    let video0 = received(&w, 1, 0, MediaKind::Video);
-    assert_eq!(video0.seq_gaps, 0);
-
-    // One datagram in four to client 1's subscriber connection is lost.
-    let sub = w.clients[1].p.local_addr(Connection::Subscriber);
-    w.loss = Some(every_nth(4, move |_, to| to == sub));
-    w.run(Duration::from_secs(3));
-    w.loss = None;
-    w.run(Duration::from_secs(2));
-
+    let (w, before) = lossy_downlink(4);
     let video = received(&w, 1, 0, MediaKind::Video);
-    let gaps = video.seq_gaps - video0.seq_gaps;
-    let filled = video.seq_backwards - video0.seq_backwards;
+    let gaps = video.seq_gaps - before.video.seq_gaps;
+    let filled = video.seq_backwards - before.video.seq_backwards;
     assert!(gaps >= 50, "the network lost too little video: {gaps} gaps");
     assert_eq!(filled, gaps, "video holes left unfilled: {video:?}");
 }

@@ -671,6 +671,7 @@ impl Sfu {
             return;
         }
         let mut opened = Vec::new();
+        let rtc = &mut p.subscriber.conn.rtc;
         p.subscriber.tracks.retain_mut(|t| match t.state {
             DownState::Negotiating(mid) => {
                 if t.remove_when_open {
@@ -678,27 +679,17 @@ impl Sfu {
                 } else {
                     t.state = DownState::Open(mid);
                     opened.push((t.publisher, t.track));
+                    if t.source.kind() == amphi_protocol::MediaKind::Video
+                        && let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None)
+                    {
+                        crate::recovery::configure_video_stream(tx);
+                    }
                 }
                 true
             }
             DownState::Stopping(_) => false,
             _ => true,
         });
-        let opened_video = p.subscriber.tracks.iter().filter_map(|t| match t.state {
-            DownState::Open(mid)
-                if t.source.kind() == amphi_protocol::MediaKind::Video
-                    && opened.contains(&(t.publisher, t.track)) =>
-            {
-                Some(mid)
-            }
-            _ => None,
-        });
-        for mid in opened_video.collect::<Vec<_>>() {
-            let mut api = p.subscriber.conn.rtc.direct_api();
-            if let Some(tx) = api.stream_tx_by_mid(mid, None) {
-                crate::recovery::configure_video_stream(tx);
-            }
-        }
         // Choose layers now rather than at the next tick: the first frame
         // waits for this.
         self.allocate_for(now, pid);

@@ -14,7 +14,7 @@ use amphi_protocol::{MediaKind, PublishLayer, ServerMessage, Source};
 use str0m::bwe::Bitrate;
 use tracing::debug;
 
-use super::{Sfu, backlog};
+use super::Sfu;
 use crate::allocator::{Demand, Priority, allocate};
 use crate::ids::{ParticipantId, TrackId};
 use crate::layer::Layer;
@@ -175,17 +175,11 @@ impl Sfu {
             };
             // Nothing goes up while the queue backs up: a switch up starts
             // with a keyframe, which would only queue behind it.
-            let raise_to = match down.state {
-                DownState::Open(mid)
-                    if backlog::congested(
-                        &mut s.subscriber.conn.rtc,
-                        mid,
-                        down.selector.is_congested(),
-                    ) =>
-                {
-                    now_target
-                }
-                _ => raise.targets[k],
+            // (The selector's flag is refreshed at every frame start.)
+            let raise_to = if down.selector.is_congested() {
+                now_target
+            } else {
+                raise.targets[k]
             };
             let target = settle(now_target, keep.targets[k], raise_to);
             if !down.selector.is_managed() || target != now_target {

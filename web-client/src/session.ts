@@ -472,8 +472,8 @@ export class Session {
     const epoch = this.epoch;
     // Not max-bundle on the subscriber: an offer whose m-lines are all
     // stopped has no BUNDLE group, which Chromium refuses under max-bundle.
-    // Amphi's offers always start with a data channel that keeps the group
-    // alive (docs/protocol.md), so this is only a safety net; the offers
+    // Amphi's offers always start with an inactive m-line that keeps the
+    // group alive (docs/protocol.md), so this is only a safety net; the offers
     // bundle everything, so it costs nothing.
     const sub = new RTCPeerConnection({ ...this.rtcConfig, bundlePolicy: 'balanced' });
     this.sub = sub;

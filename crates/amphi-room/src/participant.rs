@@ -136,7 +136,8 @@ pub(crate) struct Subscriber {
     pub tracks: Vec<DownTrack>,
     /// The offer we sent and whose answer we wait for.
     pub pending: Option<SdpPendingOffer>,
-    /// The first m-line is a data channel that is never removed. Browsers
+    /// The first m-line is an inactive audio m-line that carries nothing and
+    /// is never removed. Browsers
     /// tie the bundled transport to the first m-line of the BUNDLE group;
     /// stopping that m-line (because its track's publisher left) would make
     /// them tear down the whole connection.

@@ -102,9 +102,18 @@ fn late_joiner_gets_a_keyframe_promptly_and_leavers_disappear() {
     // Browsers bind the bundled transport to the first m-line: the offers
     // that stop the leaver's m-lines must keep that first m-line alive.
     assert!(w.offers.len() > offers_before);
+    // That anchor is an inactive m-line, not a data channel (no SCTP).
     for sdp in &w.offers {
-        let first = sdp.lines().find(|l| l.starts_with("m=")).unwrap_or("");
-        assert!(first.starts_with("m=application "), "first m-line: {first}");
+        let mut sections = sdp.split("\r\nm=").skip(1);
+        let first = sections.next().unwrap_or("");
+        assert!(
+            first.starts_with("audio 9 ") && first.contains("a=inactive"),
+            "first m-line: {first}"
+        );
+        assert!(
+            !sdp.contains("m=application"),
+            "a data channel in the offer: {sdp}"
+        );
     }
 }
 

@@ -379,6 +379,7 @@ impl Sfu {
                 pending: None,
                 anchored: false,
                 estimate: None,
+                allocated: 0,
                 beyond_estimate: (None, allocation::FIRST_BACKOFF),
             },
             hand: None,

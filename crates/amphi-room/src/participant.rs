@@ -137,10 +137,9 @@ pub(crate) struct Subscriber {
     /// The offer we sent and whose answer we wait for.
     pub pending: Option<SdpPendingOffer>,
     /// The first m-line is an inactive audio m-line that carries nothing and
-    /// is never removed. Browsers
-    /// tie the bundled transport to the first m-line of the BUNDLE group;
-    /// stopping that m-line (because its track's publisher left) would make
-    /// them tear down the whole connection.
+    /// is never removed. Browsers tie the bundled transport to the first
+    /// m-line of the BUNDLE group; stopping that m-line (because its track's
+    /// publisher left) would make them tear down the whole connection.
     pub anchored: bool,
     /// The downlink bandwidth estimate (str0m's send-side BWE), bits/s.
     pub estimate: Option<u64>,

@@ -844,7 +844,7 @@ impl Sfu {
         if !sub.anchored {
             // An inactive m-line, not a data channel: a data channel would
             // bring an SCTP association that str0m visits on every poll of
-            // the connection (7 % of the server's CPU in a lecture), for a
+            // the connection (6 % of the server's CPU in a lecture), for a
             // channel nobody uses.
             change.add_media(MediaKind::Audio, Direction::Inactive, None, None, None);
             sub.anchored = true;

@@ -147,8 +147,9 @@ impl Sfu {
         // GCC nothing to measure: its estimate stays low on a good link, and
         // str0m has no video to pad with. Waiting for the estimate would keep
         // a single-layer video paused for good, so go one step beyond it,
-        // now and then: if the link cannot take it, the estimate falls
-        // under load and the step is taken back at the next tick.
+        // now and then: if the link cannot take it, the pacer's queue backs
+        // up (or the estimate halves) and the step is taken back at the
+        // next tick after that (`keep_budget`).
         let (ready_at, backoff) = s.subscriber.beyond_estimate;
         let mut beyond = s.subscriber.beyond_estimate;
         if keep.next == keep.allocated {
@@ -199,10 +200,6 @@ impl Sfu {
                 down.selector.set_target(target);
             }
         }
-        // Sustain (with padding if need be) the rate of the next step up, so
-        // the estimate can grow into it; probe for everything wanted. With
-        // nothing held back, no padding: it would fill every gap between
-        // video frames (a quarter of all datagrams in a lecture).
         let (sustain, wanted) = padding_target(&keep);
         s.subscriber
             .conn

@@ -28,11 +28,14 @@ use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock, StreamTx};
 
 use crate::track::CodecInfo;
 
-/// Video packets kept per subscriber stream to answer NACKs: about 2 s at
-/// 2 Mbit/s, several RTTs of even a slow link, and more than the largest
-/// keyframe. The packets share their payloads with the publisher's, so
-/// each entry costs a header and a reference, not a copy.
-pub const VIDEO_HISTORY_PACKETS: usize = 512;
+/// Video packets kept per subscriber stream to answer NACKs: about 1.6 s
+/// at 1.5 Mbit/s and 1 s at 2.5 Mbit/s, several RTTs of even a slow link
+/// (a browser asks again every RTT, and a packet later than that shows
+/// only after the picture froze), and more than the largest keyframe. The
+/// packets share their payloads with the publisher's, but each entry is
+/// still str0m's whole packet record, about 420 bytes: at 512 entries this
+/// history was a third of a subscriber's memory.
+pub const VIDEO_HISTORY_PACKETS: usize = 256;
 
 /// Audio send buffer per stream. Audio is not retransmitted, so nothing is
 /// kept for NACKs; this only bounds what waits between a write and the

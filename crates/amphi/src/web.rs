@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::signalling::{self, MAX_FRAME_BYTES};
+use crate::signalling::{self, MAX_FRAME_BYTES, WS_READ_BUFFER};
 use crate::state::AppState;
 
 mod assets {
@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
 async fn rtc(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| signalling::session(socket, state))
 }
 

@@ -14,6 +14,9 @@ pub const KEYFRAME_PACKETS: usize = 30;
 /// A keyframe every 3 s, as browsers do without loss; PLIs add more.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(3);
 pub const VIDEO_FPS: u32 = 30;
+/// Publishers pace their video as Chrome does: at 2.5 times its bitrate, so
+/// a keyframe takes ~70 ms to leave instead of arriving as one burst.
+pub const VIDEO_PACING: f64 = 2.5;
 /// Opus at ~32 kbit/s: 80 bytes every 20 ms.
 pub const AUDIO_PACKET_BYTES: usize = 80;
 /// Packets per second of one 720p stream as defined by the issue (1.5 Mbit/s
@@ -138,6 +141,7 @@ impl Scenario {
                 packet_size: VIDEO_PACKET_BYTES,
             },
             keyframe_packets: Some(KEYFRAME_PACKETS),
+            video_pacing: Some(VIDEO_PACING),
             video_fps: VIDEO_FPS,
             keyframe_interval: KEYFRAME_INTERVAL,
             // Signalling pings are background noise; one every 10 s as a

@@ -69,6 +69,11 @@ pub struct ClientOptions {
     /// RED-wrapped (each packet repeats the previous frame), as a browser
     /// does when the answer prefers RED.
     pub audio_red: bool,
+    /// Spread each video frame's packets at this multiple of the video's
+    /// average bitrate, as a browser's pacer does (Chrome paces at 2.5
+    /// times its target bitrate), and stamp each packet when it leaves.
+    /// `None`: a frame leaves as one burst.
+    pub video_pacing: Option<f64>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -90,6 +95,7 @@ impl fmt::Debug for ClientOptions {
             .field("dtls_cert", &self.dtls_cert.as_ref().map(|_| "…"))
             .field("ice_tcp", &self.ice_tcp)
             .field("audio_red", &self.audio_red)
+            .field("video_pacing", &self.video_pacing)
             .finish()
     }
 }
@@ -118,6 +124,7 @@ impl Default for ClientOptions {
             dtls_cert: None,
             ice_tcp: None,
             audio_red: false,
+            video_pacing: None,
         }
     }
 }
@@ -208,6 +215,19 @@ struct VideoTx {
     next: Instant,
     last_keyframe: Option<Instant>,
     force_keyframe: bool,
+    /// Packets written to the encoder's output but not yet sent (paced).
+    paced: VecDeque<PacedPacket>,
+    /// When the pacer may send its next packet.
+    pacer_free_at: Instant,
+}
+
+/// A video packet waiting for its turn in the publisher's pacer.
+#[derive(Debug)]
+struct PacedPacket {
+    at: Instant,
+    ts: u32,
+    marker: bool,
+    payload: Vec<u8>,
 }
 
 /// One m-line of the subscriber connection.
@@ -561,6 +581,9 @@ impl Participant {
                 }
                 if let Some(v) = &self.video {
                     t = t.min(v.next);
+                    if let Some(p) = v.paced.front() {
+                        t = t.min(p.at);
+                    }
                 }
             }
             if self.phase == Phase::Joined
@@ -923,6 +946,8 @@ impl Participant {
                     next: now,
                     last_keyframe: None,
                     force_keyframe: true,
+                    paced: VecDeque::new(),
+                    pacer_free_at: now,
                 });
             }
         }
@@ -1146,6 +1171,16 @@ impl Participant {
         let fps = self.opts.video_fps.clamp(1, 120);
         let interval = Duration::from_secs(1) / fps;
         let step = synth::VIDEO_CLOCK / fps;
+        // The pacer's rate: a multiple of the video's average bitrate
+        // (frames of the usual size), as a browser sets it from its target.
+        let average = (self.opts.video.packets_per_frame.max(1) * self.opts.video.packet_size * 8)
+            as f64
+            * f64::from(fps);
+        let pacing_bps = self
+            .opts
+            .video_pacing
+            .map(|factor| factor * average)
+            .filter(|rate| rate.is_finite() && *rate > 0.0);
         if let Some(v) = &mut self.video {
             skip_if_late(&mut v.next, &mut v.ts, interval, step, now);
             while v.next <= now {
@@ -1157,22 +1192,33 @@ impl Participant {
                 if key && let Some(n) = self.opts.keyframe_packets {
                     shape.packets_per_frame = n;
                 }
-                let packets = synth::vp8_frame(&shape, key, v.picture_id, stamp);
-                let mut direct = self.publisher.direct_api();
-                let Some(tx) = direct.stream_tx_by_mid(v.mid, None) else {
+                if self
+                    .publisher
+                    .direct_api()
+                    .stream_tx_by_mid(v.mid, None)
+                    .is_none()
+                {
                     v.next += interval;
                     continue;
-                };
+                }
+                let packets = synth::vp8_frame(&shape, key, v.picture_id, stamp);
                 let n = packets.len();
                 for (i, payload) in packets.into_iter().enumerate() {
-                    self.stats.sent_video.packets += 1;
-                    self.stats.sent_video.bytes += payload.len() as u64;
-                    tx.write_rtp(
-                        RtpWrite::new(v.pt, v.seq.into(), v.ts, now, payload)
-                            .marker(i + 1 == n)
-                            .nackable(true),
-                    );
-                    v.seq += 1;
+                    let at = match pacing_bps {
+                        Some(rate) => {
+                            let at = v.pacer_free_at.max(v.next);
+                            let bits = (payload.len() * 8) as f64;
+                            v.pacer_free_at = at + Duration::from_secs_f64(bits / rate);
+                            at
+                        }
+                        None => v.next,
+                    };
+                    v.paced.push_back(PacedPacket {
+                        at,
+                        ts: v.ts,
+                        marker: i + 1 == n,
+                        payload,
+                    });
                 }
                 self.stats.sent_video.frames += 1;
                 if key {
@@ -1183,6 +1229,30 @@ impl Participant {
                 v.picture_id = v.picture_id.wrapping_add(1) & 0x7fff;
                 v.ts = v.ts.wrapping_add(step);
                 v.next += interval;
+            }
+            let mut direct = self.publisher.direct_api();
+            let tx = direct.stream_tx_by_mid(v.mid, None);
+            let Some(tx) = tx else {
+                v.paced.clear();
+                return;
+            };
+            while v.paced.front().is_some_and(|p| p.at <= now) {
+                let Some(mut p) = v.paced.pop_front() else {
+                    break;
+                };
+                if pacing_bps.is_some() {
+                    // The send time, not the frame's: what the network and
+                    // the server add is what is measured.
+                    synth::restamp(&mut p.payload, synth::unix_micros());
+                }
+                self.stats.sent_video.packets += 1;
+                self.stats.sent_video.bytes += p.payload.len() as u64;
+                tx.write_rtp(
+                    RtpWrite::new(v.pt, v.seq.into(), p.ts, now, p.payload)
+                        .marker(p.marker)
+                        .nackable(true),
+                );
+                v.seq += 1;
             }
         }
     }

@@ -44,6 +44,16 @@ pub fn read_stamp(payload: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(micros))
 }
 
+/// Replaces the send stamp at the end of `payload` (one made by this
+/// module) with `stamp_us`; a payload without one is left alone.
+pub fn restamp(payload: &mut [u8], stamp_us: u64) {
+    if read_stamp(payload).is_none() {
+        return;
+    }
+    let start = payload.len() - 8;
+    payload[start..].copy_from_slice(&stamp_us.to_be_bytes());
+}
+
 fn push_stamp(buf: &mut Vec<u8>, stamp_us: u64) {
     buf.extend_from_slice(&STAMP_MAGIC);
     buf.extend_from_slice(&stamp_us.to_be_bytes());
@@ -232,6 +242,19 @@ mod tests {
             assert_eq!(p.len(), 600);
             assert_eq!(read_stamp(p), Some(42));
         }
+    }
+
+    #[test]
+    fn restamp_replaces_only_the_stamp() {
+        let mut frame = vp8_frame(&SHAPE, true, 7, 42);
+        let before = frame[0].clone();
+        restamp(&mut frame[0], 4242);
+        assert_eq!(read_stamp(&frame[0]), Some(4242));
+        assert_eq!(frame[0][..600 - 8], before[..600 - 8]);
+        // Not one of ours: untouched.
+        let mut other = vec![7u8; 40];
+        restamp(&mut other, 1);
+        assert_eq!(other, vec![7u8; 40]);
     }
 
     #[test]

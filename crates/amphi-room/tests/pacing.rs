@@ -80,3 +80,77 @@ fn a_burst_goes_out_without_waiting_for_timers() {
         "every audio packet of the burst reached the listener before any timer ran"
     );
 }
+
+/// A publisher of the test client set to pace as a browser does spreads a
+/// keyframe over time instead of sending it in one burst, and the server
+/// forwards it whole. The load generator relies on this for honest latency
+/// figures: a 30-packet burst per keyframe is not what browsers send.
+#[test]
+fn a_paced_publisher_spreads_its_keyframes() {
+    use amphi_client::synth::VideoShape;
+
+    let shape = VideoShape {
+        width: 1280,
+        height: 720,
+        packets_per_frame: 5,
+        packet_size: 1200,
+    };
+    let publisher_options = |pacing| ClientOptions {
+        publish_audio: false,
+        ping_interval: None,
+        video: shape,
+        keyframe_packets: Some(30),
+        keyframe_interval: Duration::from_secs(1),
+        video_pacing: pacing,
+        ..ClientOptions::default()
+    };
+    // Most video datagrams the publisher sent in one step of the world (2
+    // ms), and the video packets the listener got, over 3 s.
+    let measure = |pacing| {
+        let mut w = World::new();
+        let publisher = w.add(publisher_options(pacing));
+        let listener = w.add(ClientOptions {
+            ping_interval: None,
+            ..ClientOptions::subscriber_only()
+        });
+        w.run(Duration::from_secs(2));
+        let from = w.clients[publisher].p.local_addr(Connection::Publisher);
+        let server = w.server;
+        let seen: Rc<RefCell<u32>> = Rc::default();
+        let count = seen.clone();
+        w.loss = Some(Box::new(move |t: &Transmit| {
+            if t.source == from && t.destination == server && t.contents.len() > 1000 {
+                *count.borrow_mut() += 1;
+            }
+            false
+        }));
+        let received_before = w.packets_from(listener, publisher, MediaKind::Video);
+        let sent_before = w.clients[publisher].p.stats().sent_video.packets;
+        let mut most = 0;
+        for _ in 0..1500 {
+            w.run(Duration::from_millis(2));
+            most = most.max(seen.replace(0));
+        }
+        let sent = w.clients[publisher].p.stats().sent_video.packets - sent_before;
+        let received = w.packets_from(listener, publisher, MediaKind::Video) - received_before;
+        (most, sent, received)
+    };
+
+    let (burst_most, _, _) = measure(None);
+    assert!(
+        burst_most >= 30,
+        "unpaced, a keyframe leaves at once ({burst_most} datagrams in 2 ms)"
+    );
+    // 2.5 times 1.44 Mbit/s: one 1,200-byte packet every 2.7 ms.
+    let (paced_most, sent, received) = measure(Some(2.5));
+    assert!(
+        paced_most <= 2,
+        "paced, at most 2 datagrams leave in 2 ms (saw {paced_most})"
+    );
+    // 3 s at 30 fps, three keyframes of 30 packets: ~525 packets.
+    assert!(sent >= 450, "the paced publisher kept its rate: {sent} packets in 3 s");
+    assert!(
+        received + 30 >= sent,
+        "the listener got what was sent: {received} of {sent}"
+    );
+}

@@ -16,9 +16,12 @@ mod vocabulary;
 
 pub use vocabulary::{MediaKind, Role, Source};
 
-/// Largest signalling message the server accepts, in bytes. An SDP offer with
-/// a handful of m-lines is a few KiB; this leaves room for many tracks.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest signalling message the server accepts, in bytes. A participant's
+/// answer carries one m-line per track it receives, 1 to 2 KiB each: in a
+/// meeting of 25 with cameras on that is 49 m-lines and about 94 KiB, and
+/// a room at the default cap (200, all publishing camera and microphone)
+/// would need some 800 KiB. Larger is refused with `too_large`.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Path of the signalling WebSocket.
 pub const RTC_PATH: &str = "/rtc";
@@ -730,6 +733,24 @@ mod tests {
             r#"{"type":"error","code":"unauthorized","message":"token expired"}"#
         );
         assert_eq!(ServerMessage::decode(&text).unwrap(), m);
+    }
+
+    /// A meeting of 25 with cameras on: the answer to a subscribe offer has
+    /// 49 m-lines (str0m writes about 1.9 KiB each, a browser 1 to 1.5). At
+    /// 64 KiB nobody in such a meeting could receive anything.
+    #[test]
+    fn an_answer_for_a_meeting_of_25_fits() {
+        let m_line = format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n{}",
+            "a=rtcp-fb:96 nack\r\n".repeat(100)
+        );
+        let sdp = format!("v=0\r\n{}", m_line.repeat(49));
+        assert!(sdp.len() > 90 * 1024);
+        let text = ClientMessage::SubscribeAnswer { sdp: sdp.clone() }.encode();
+        assert_eq!(
+            ClientMessage::decode(&text).unwrap(),
+            ClientMessage::SubscribeAnswer { sdp }
+        );
     }
 
     #[test]

@@ -148,7 +148,10 @@ fn a_paced_publisher_spreads_its_keyframes() {
         "paced, at most 2 datagrams leave in 2 ms (saw {paced_most})"
     );
     // 3 s at 30 fps, three keyframes of 30 packets: ~525 packets.
-    assert!(sent >= 450, "the paced publisher kept its rate: {sent} packets in 3 s");
+    assert!(
+        sent >= 450,
+        "the paced publisher kept its rate: {sent} packets in 3 s"
+    );
     assert!(
         received + 30 >= sent,
         "the listener got what was sent: {received} of {sent}"

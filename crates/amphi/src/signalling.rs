@@ -23,7 +23,7 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 const JOIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Frames over this size close the connection without reading them; between
 /// [`MAX_MESSAGE_BYTES`] and this, the client gets `too_large`.
-pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes a signalling connection reads at a time. tungstenite allocates its
 /// 128 KiB default up front, for every connection: in a lecture of 200 that
 /// was a fifth of the server's memory. Signalling messages are a few KiB; a

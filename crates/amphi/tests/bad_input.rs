@@ -115,9 +115,12 @@ fn malformed_signalling_gets_documented_errors() {
             ErrorCode::BadRequest,
         ),
         (
-            "a 100 KiB message",
+            "a message over the limit",
             Box::new(|ws| {
-                let big = format!(r#"{{"type":"join","token":"{}"}}"#, "a".repeat(100 * 1024));
+                let big = format!(
+                    r#"{{"type":"join","token":"{}"}}"#,
+                    "a".repeat(amphi_protocol::MAX_MESSAGE_BYTES)
+                );
                 ws.send_text(big).unwrap()
             }),
             ErrorCode::TooLarge,

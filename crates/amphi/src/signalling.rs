@@ -26,8 +26,9 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(10);
 pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 /// Bytes a signalling connection reads at a time. tungstenite allocates its
 /// 128 KiB default up front, for every connection: in a lecture of 200 that
-/// was a fifth of the server's memory. Signalling messages are a few KiB; a
-/// larger one (an offer with many m-lines) grows the buffer while it lasts.
+/// was a fifth of the server's memory. Most signalling messages are a few
+/// KiB; a larger one (an answer with many m-lines) grows the buffer, which
+/// keeps that capacity for the rest of the connection.
 pub const WS_READ_BUFFER: usize = 4 * 1024;
 /// Messages per second a client may send on average, and in a burst.
 const RATE_PER_SECOND: f64 = 20.0;

@@ -19,7 +19,7 @@ use crate::media::Media;
 use crate::media::{KeyframeRequestKind, MID_PROBE};
 use crate::media::{MediaAdded, MediaChanged};
 use crate::pacer::PacerControl;
-use crate::pacer::{Pacer, PacerImpl};
+use crate::pacer::{Pacer, PacerImpl, PaddingRequest};
 use crate::packet::{RedBlock, RedDecoder, red_same_pt_blocks};
 use crate::poll::Wake;
 use crate::rtp::{Extension, RawPacket};
@@ -401,16 +401,17 @@ impl Session {
                     .is_some_and(|media| Self::probe_pt(media, codecs, Some(pt)).is_some())
         });
 
-        let Some(padding_request) = self.pacer.handle_timeout(now, iter) else {
-            return;
-        };
+        if let Some(padding_request) = self.pacer.handle_timeout(now, iter) {
+            Self::generate_padding(&mut self.streams, padding_request);
+        }
+    }
 
-        let stream = self
-            .streams
-            .stream_tx_by_midrid(padding_request.midrid)
+    fn generate_padding(streams: &mut Streams, request: PaddingRequest) {
+        let stream = streams
+            .stream_tx_by_midrid(request.midrid)
             .expect("pacer to use an existing stream");
 
-        stream.generate_padding(padding_request.padding);
+        stream.generate_padding(request.padding);
     }
 
     // Use a negotiated PT and MID so browser transports can route the packet to
@@ -1259,6 +1260,11 @@ impl Session {
             payload_size,
         } = receipt;
 
+        // Amphi patch: what this queue holds now, so the pacer can plan the
+        // next packet without a session timeout (`Pacer::handle_sent`). Not
+        // while probing: probe padding follows its own cluster plan.
+        let sent_from = (!is_padding && cluster_id.is_none()).then(|| stream.queue_state(now));
+
         trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
@@ -1269,6 +1275,11 @@ impl Session {
         }
 
         self.pacer.register_send(now, payload_size.into(), midrid);
+        if let Some(state) = sent_from {
+            if let Some(request) = self.pacer.handle_sent(now, state) {
+                Self::generate_padding(&mut self.streams, request);
+            }
+        }
 
         if let Some(raw_packets) = &mut self.raw_packets {
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));

@@ -81,45 +81,11 @@ impl Pacer for LeakyBucketPacer {
         now: Instant,
         iter: impl Iterator<Item = QueueState>,
     ) -> Option<PaddingRequest> {
-        // Clear the gate when time advances
-        self.needs_timeout_before_next_poll = false;
-
-        // Clear the poll time - it will be recalculated below if needed.
-        // This is important because if we return early (e.g., next_poll_queue is already set),
-        // we don't want the old Immediate timeout to keep firing.
-        self.next_poll_time = None;
-
         // This is called periodically and whenever packet is queued.
         self.queue_states.clear();
         self.queue_states.extend(iter);
 
-        let elapsed = self.update_handle_time_and_get_elapsed(now);
-
-        self.clear_debt(elapsed);
-        self.maybe_update_adjusted_bitrate(now);
-
-        if let Some(request) = self.maybe_create_padding_request(now) {
-            self.next_poll_queue = Some(request.midrid);
-            return Some(request);
-        }
-
-        if self.next_poll_queue.is_some() {
-            return None;
-        }
-
-        let (next_poll_time_and_reason, queue) = self.next_poll(now)?;
-
-        if now < next_poll_time_and_reason.0 {
-            // We don't set this because between now and the neaxt poll, queue state can change such
-            // that we should poll a different queue i.e. media could be queued.
-            self.next_poll_queue = None;
-        } else {
-            self.next_poll_queue = queue.map(|q| q.midrid);
-        }
-
-        self.next_poll_time = Some(next_poll_time_and_reason);
-
-        None
+        self.plan(now)
     }
 
     fn poll_queue(&mut self) -> Option<(MidRid, Option<TwccClusterId>)> {
@@ -164,6 +130,65 @@ impl Pacer for LeakyBucketPacer {
 }
 
 impl LeakyBucketPacer {
+    /// Chooses the next queue to poll, and when, from `queue_states`.
+    fn plan(&mut self, now: Instant) -> Option<PaddingRequest> {
+        // Clear the gate when time advances
+        self.needs_timeout_before_next_poll = false;
+
+        // Clear the poll time - it will be recalculated below if needed.
+        // This is important because if we return early (e.g., next_poll_queue is already set),
+        // we don't want the old Immediate timeout to keep firing.
+        self.next_poll_time = None;
+
+        let elapsed = self.update_handle_time_and_get_elapsed(now);
+
+        self.clear_debt(elapsed);
+        self.maybe_update_adjusted_bitrate(now);
+
+        if let Some(request) = self.maybe_create_padding_request(now) {
+            self.next_poll_queue = Some(request.midrid);
+            return Some(request);
+        }
+
+        if self.next_poll_queue.is_some() {
+            return None;
+        }
+
+        let (next_poll_time_and_reason, queue) = self.next_poll(now)?;
+
+        if now < next_poll_time_and_reason.0 {
+            // We don't set this because between now and the neaxt poll, queue state can change such
+            // that we should poll a different queue i.e. media could be queued.
+            self.next_poll_queue = None;
+        } else {
+            self.next_poll_queue = queue.map(|q| q.midrid);
+        }
+
+        self.next_poll_time = Some(next_poll_time_and_reason);
+
+        None
+    }
+
+    /// Plans the next packet after one was sent, from the fresh state of the
+    /// queue it came from, without a session timeout re-reading every stream.
+    ///
+    /// Amphi patch. The gate in `poll_queue` made every paced packet cost a
+    /// whole `Session::handle_timeout`, which walks every stream of the
+    /// connection: a third of an SFU's CPU when a connection receives 24
+    /// streams, and a timeout per forwarded packet in any case. The other
+    /// queues cannot have changed behind the pacer's back: a packet written to
+    /// a stream becomes sendable only in a session timeout (`need_timeout`),
+    /// which then re-reads them all. `NullPacer` counts its queues down the
+    /// same way.
+    pub(crate) fn handle_sent(&mut self, now: Instant, sent: QueueState) -> Option<PaddingRequest> {
+        let slot = self
+            .queue_states
+            .iter_mut()
+            .find(|q| q.midrid == sent.midrid)?;
+        *slot = sent;
+        self.plan(now)
+    }
+
     pub fn new(initial_pacing_bitrate: Bitrate) -> Self {
         const DEFAULT_QUEUE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -487,6 +512,64 @@ mod test {
     use crate::rtp_::{DataSize, Mid, RtpHeader};
     use queue::{PacketKind, Queue, QueuedPacket};
     use std::time::{Duration, Instant};
+
+    /// Amphi patch: `handle_sent` lets a burst out at once, as many packets
+    /// as the burst interval allows, each without a session timeout, and then
+    /// waits for the debt to drain.
+    #[test]
+    fn handle_sent_releases_a_burst_without_timeouts() {
+        let now = Instant::now();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::mbps(1));
+        let midrid = MidRid("video".into(), None);
+        let queue = |packets: u32| QueueState {
+            midrid,
+            unpaced: false,
+            use_for_padding: false,
+            snapshot: QueueSnapshot {
+                created_at: now,
+                byte_size: packets as usize * 1200,
+                packet_count: packets,
+                first_unsent: (packets > 0).then_some(now),
+                priority: if packets > 0 {
+                    QueuePriority::Media
+                } else {
+                    QueuePriority::Empty
+                },
+                ..Default::default()
+            },
+        };
+
+        assert!(
+            pacer
+                .handle_timeout(now, std::iter::once(queue(10)))
+                .is_none()
+        );
+        let mut sent = 0;
+        while let Some((polled, _)) = pacer.poll_queue() {
+            assert_eq!(polled, midrid);
+            pacer.register_send(now, DataSize::bytes(1200), midrid);
+            sent += 1;
+            assert!(pacer.handle_sent(now, queue(10 - sent)).is_none());
+        }
+        // 40 ms at 1 Mbit/s is 5,000 bytes: the fifth packet takes the debt past it.
+        assert_eq!(sent, 5);
+        let next_send = pacer.next_poll_time.map(|(at, _)| at);
+        assert_eq!(next_send, Some(now + duration_ms(48)));
+
+        // Once the debt has drained, the rest goes the same way.
+        let later = now + duration_ms(48);
+        pacer.handle_timeout(later, std::iter::once(queue(5)));
+        assert!(pacer.poll_queue().is_some());
+        pacer.register_send(later, DataSize::bytes(1200), midrid);
+        assert!(pacer.handle_sent(later, queue(4)).is_none());
+        assert!(pacer.poll_queue().is_some());
+
+        // An emptied queue asks for nothing before the pacer's own tick.
+        pacer.register_send(later, DataSize::bytes(1200), midrid);
+        pacer.handle_sent(later, queue(0));
+        assert!(pacer.poll_queue().is_none());
+        assert_eq!(pacer.poll_timeout().0, Some(later + PACING));
+    }
 
     #[test]
     fn probe_deadline_without_media_or_regular_padding() {

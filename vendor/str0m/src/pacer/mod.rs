@@ -47,6 +47,15 @@ impl PacerImpl {
         }
     }
 
+    /// After a packet from `sent` went out: see `LeakyBucketPacer::handle_sent`.
+    /// `NullPacer` already counts its queues down in `poll_queue`.
+    pub fn handle_sent(&mut self, now: Instant, sent: QueueState) -> Option<PaddingRequest> {
+        match self {
+            PacerImpl::Null(_) => None,
+            PacerImpl::LeakyBucket(v) => v.handle_sent(now, sent),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,

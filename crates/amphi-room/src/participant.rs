@@ -148,6 +148,8 @@ pub(crate) struct Subscriber {
     /// When the allocator may next go one step beyond the estimate while
     /// the connection is application-limited, and the wait after that.
     pub beyond_estimate: (Option<Instant>, std::time::Duration),
+    /// Packets were written to it since the last drain (`Sfu::forwarded`).
+    pub forwarded: bool,
 }
 
 impl Subscriber {

@@ -158,6 +158,13 @@ pub struct Sfu {
     outputs: VecDeque<Output>,
     /// Connections written to since they were last polled.
     dirty: Vec<(ParticipantId, Pc)>,
+    /// Subscriber connections that forwarded packets were written to since
+    /// the last `poll_output` (each flagged `Subscriber::forwarded`). They are
+    /// drained there, once per batch of input: str0m makes a written packet
+    /// sendable only in a timeout that walks every stream of the connection,
+    /// so one drain per batch instead of one per packet is most of what a
+    /// subscriber connection costs beyond encrypting and sending.
+    forwarded: Vec<ParticipantId>,
     next_track: u64,
     /// Rooms a moderator ended: closed to everyone else until a moderator
     /// comes back.
@@ -191,6 +198,7 @@ impl Sfu {
             routes: HashMap::new(),
             outputs: VecDeque::new(),
             dirty: Vec::new(),
+            forwarded: Vec::new(),
             next_track: 1,
             ended_rooms: HashSet::new(),
             banned: HashMap::new(),
@@ -274,6 +282,7 @@ impl Sfu {
     /// The next thing to do. Ends with [`Output::Timeout`] when nothing is
     /// left.
     pub fn poll_output(&mut self) -> Output {
+        self.flush_forwarded();
         if let Some(o) = self.outputs.pop_front() {
             return o;
         }
@@ -381,6 +390,7 @@ impl Sfu {
                 estimate: None,
                 allocated: 0,
                 beyond_estimate: (None, allocation::FIRST_BACKOFF),
+                forwarded: false,
             },
             hand: None,
             group: None,
@@ -1001,9 +1011,10 @@ impl Sfu {
     /// events.
     ///
     /// str0m takes a packet written to a connection only at its next
-    /// timeout, and its pacer, after each packet it lets out, wants another
-    /// timeout before the next. Timeouts already due are served here, so a
-    /// connection sends what it may at once instead of one packet per turn
+    /// timeout, and while it probes or pads its pacer wants another timeout
+    /// after each packet (otherwise our copy of str0m lets a whole burst
+    /// out: vendor/str0m/AMPHI.md). Timeouts already due are served here, so
+    /// a connection sends what it may at once instead of one packet per turn
     /// of the server's loop; under steady input its queue grew without
     /// bound (audio-500 in docs/benchmarks.md).
     fn drain(&mut self, now: Instant, pid: ParticipantId, pc: Pc) {
@@ -1313,8 +1324,9 @@ impl Sfu {
             }
             stream.write_rtp(write);
             self.stats.rtp_packets_out += 1;
-            if !self.dirty.contains(&(*sid, Pc::Subscriber)) {
-                self.dirty.push((*sid, Pc::Subscriber));
+            if !s.subscriber.forwarded {
+                s.subscriber.forwarded = true;
+                self.forwarded.push(*sid);
             }
         }
         for spatial in 0..8u8 {
@@ -1364,6 +1376,20 @@ impl Sfu {
             rx.request_keyframe(KeyframeRequestKind::Pli);
             self.stats.keyframe_requests += 1;
             self.dirty.push((publisher, Pc::Publisher));
+        }
+    }
+
+    fn flush_forwarded(&mut self) {
+        let now = self.now;
+        // Draining a subscriber can dirty a publisher (a keyframe request),
+        // whose drain can forward again.
+        while let Some(sid) = self.forwarded.pop() {
+            let Some(s) = self.participants.get_mut(&sid) else {
+                continue;
+            };
+            s.subscriber.forwarded = false;
+            self.drain(now, sid, Pc::Subscriber);
+            self.flush_dirty();
         }
     }
 

@@ -396,8 +396,8 @@ impl MediaLoop {
             match self.receiver.recv(fd) {
                 Ok(_) => {
                     for d in self.receiver.datagrams() {
-                        // Read per datagram: str0m's pacer lets a connection
-                        // send again only once time has moved on.
+                        // Read per datagram: arrival times feed the
+                        // publisher's bandwidth estimate (TWCC feedback).
                         let now = Instant::now();
                         self.observer.received(d.contents.len());
                         if d.truncated {

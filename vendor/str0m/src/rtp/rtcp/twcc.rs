@@ -1011,6 +1011,11 @@ impl<'a> TryFrom<&'a [u8]> for PacketChunk {
     }
 }
 
+/// How long a send record is kept at most (Amphi patch). Feedback comes
+/// every 100 ms or so and later than a second is of no use to the
+/// estimator; `loss` looks back one second.
+const SEND_RECORD_AGE: Duration = Duration::from_millis(1500);
+
 #[derive(Debug)]
 pub struct TwccSendRegister {
     /// How many send records to keep.
@@ -1191,6 +1196,16 @@ impl TwccSendRegister {
             recv_report: None,
         });
         while self.queue.len() > self.keep {
+            self.queue.pop_front();
+        }
+        // Amphi patch: nor older than SEND_RECORD_AGE. At a video call's
+        // few hundred packets a second, `keep` alone held ~5 s of records,
+        // ~90 KiB per connection that nothing reads.
+        while self
+            .queue
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.local_send_time) > SEND_RECORD_AGE)
+        {
             self.queue.pop_front();
         }
     }
@@ -2232,6 +2247,30 @@ mod test {
             .into(),
             delta: (0..status_count).map(|_| Delta::Small(10)).collect(),
         }
+    }
+
+    /// Amphi patch: records older than SEND_RECORD_AGE go, so a connection
+    /// sending 250 packets a second keeps 1.5 s of them, not `keep`; what
+    /// is recent still takes its feedback and counts for `loss`.
+    #[test]
+    fn test_twcc_send_register_keeps_records_for_their_age() {
+        let mut reg = TwccSendRegister::new(1000);
+        let start = Instant::now();
+        let mut now = start;
+        for i in 0..1000 {
+            now = start + Duration::from_millis(4 * i);
+            reg.register_seq(TwccPacketId::new(i), now, 1000);
+        }
+        // 1.5 s at one packet every 4 ms, and the one sent at the edge.
+        assert_eq!(reg.queue.len(), 376);
+        assert!(reg.queue.capacity() <= 512);
+
+        let iter = reg
+            .apply_report(received(990, 8), now)
+            .expect("recent records take their feedback");
+        assert_eq!(iter.count(), 8);
+        assert_eq!(reg.loss(Duration::from_secs(1), now), Some(0.0));
+        assert!(reg.apply_report(received(100, 8), now).is_none());
     }
 
     #[test]

@@ -107,6 +107,16 @@ pub fn start(
     let std_socket = std::net::UdpSocket::bind(bind)
         .map_err(|e| anyhow::anyhow!("cannot bind the media UDP socket to {bind}: {e}"))?;
     std_socket.set_nonblocking(true)?;
+    match udp_batch::set_buffers(std_socket.as_raw_fd(), udp_batch::SOCKET_BUFFER) {
+        // Linux reports twice what it was asked for, bookkeeping included.
+        Ok((rcv, _)) if rcv < udp_batch::SOCKET_BUFFER => warn!(
+            granted = rcv / 2,
+            wanted = udp_batch::SOCKET_BUFFER,
+            "the media socket's receive buffer is small: raise net.core.rmem_max and wmem_max (docs/operations.md)"
+        ),
+        Ok(_) => {}
+        Err(e) => warn!("cannot size the media socket's buffers: {e}"),
+    }
     let local = std_socket.local_addr()?;
     config.candidates = advertise(local)?;
     let mut socket = UdpSocket::from_std(std_socket);

@@ -168,6 +168,57 @@ impl Sender {
 
 /// One `sendmmsg` of at most [`BATCH`] datagrams; returns how many went
 /// (at least one) or the error of the first.
+/// What the media socket asks the kernel to buffer, each way.
+///
+/// Linux's default (about 208 KiB, a few hundred datagrams once the
+/// kernel's per-packet overhead is counted) overflowed in lecture-500:
+/// while one packet fans out to 500 subscribers (about 4 ms), their RTCP
+/// and the next video packets keep arriving, and what does not fit is lost
+/// before the server sees it (docs/benchmarks.md, step 9).
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Asks for `bytes` of receive and send buffer on `fd`; returns what the
+/// kernel granted (receive, send). Linux caps the request at
+/// `net.core.rmem_max` / `wmem_max` and reports double what it keeps,
+/// its bookkeeping included.
+pub fn set_buffers(fd: RawFd, bytes: usize) -> io::Result<(usize, usize)> {
+    let mut granted = [0; 2];
+    for (i, option) in [libc::SO_RCVBUF, libc::SO_SNDBUF].into_iter().enumerate() {
+        let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        let len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `want` outlives the call and `len` is its size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                ptr::from_ref(&want).cast(),
+                len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut got: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `got` and `len` are valid for writes of their sizes.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                ptr::from_mut(&mut got).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        granted[i] = usize::try_from(got).unwrap_or(0);
+    }
+    Ok((granted[0], granted[1]))
+}
+
 fn send_batch(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
     let n = batch.len().min(BATCH);
     let mut names: [MaybeUninit<libc::sockaddr_storage>; BATCH] =
@@ -283,6 +334,31 @@ mod tests {
             destination: to,
             contents: body.to_vec().into(),
         }
+    }
+
+    /// The kernel grants the buffer asked for, up to its limit.
+    #[test]
+    fn socket_buffers_grow_up_to_the_kernel_limit() {
+        use std::os::fd::AsRawFd;
+        let limit = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let (rcv, snd) = set_buffers(socket.as_raw_fd(), SOCKET_BUFFER).expect("setsockopt");
+        if let (Some(rmem), Some(wmem)) = (limit("rmem_max"), limit("wmem_max")) {
+            assert!(
+                rcv >= SOCKET_BUFFER.min(rmem),
+                "receive buffer {rcv}, limit {rmem}"
+            );
+            assert!(
+                snd >= SOCKET_BUFFER.min(wmem),
+                "send buffer {snd}, limit {wmem}"
+            );
+        }
+        // More than Linux's default, on any machine whose limit allows it.
+        assert!(rcv > 212_992 || limit("rmem_max").is_some_and(|m| m <= 212_992));
     }
 
     /// Over real loopback sockets: a batch larger than [`BATCH`] arrives

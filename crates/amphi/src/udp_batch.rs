@@ -170,12 +170,14 @@ impl Sender {
 /// (at least one) or the error of the first.
 /// What the media socket asks the kernel to buffer, each way.
 ///
-/// Linux's default (about 208 KiB, a few hundred datagrams once the
-/// kernel's per-packet overhead is counted) overflowed in lecture-500:
-/// while one packet fans out to 500 subscribers (about 4 ms), their RTCP
-/// and the next video packets keep arriving, and what does not fit is lost
-/// before the server sees it (docs/benchmarks.md, step 9).
-pub const SOCKET_BUFFER: usize = 4 << 20;
+/// Linux's default (about 208 KiB, a few hundred small datagrams once the
+/// kernel's per-packet overhead is counted) overflowed in lecture-500: while
+/// a keyframe fans out to 500 subscribers (about 120 ms of work), their RTCP
+/// keeps arriving, and what does not fit is lost before the server sees it.
+/// Larger is not better: when the server is overloaded for good the buffer
+/// stays full and every packet waits through it (audio-500: 4 MiB made that
+/// wait 0.9 s, 1 MiB 0.3 s). docs/benchmarks.md, step 12.
+pub const SOCKET_BUFFER: usize = 1 << 20;
 
 /// Asks for `bytes` of receive and send buffer on `fd`; returns what the
 /// kernel granted (receive, send). Linux caps the request at

@@ -108,8 +108,8 @@ pub fn start(
         .map_err(|e| anyhow::anyhow!("cannot bind the media UDP socket to {bind}: {e}"))?;
     std_socket.set_nonblocking(true)?;
     match udp_batch::set_buffers(std_socket.as_raw_fd(), udp_batch::SOCKET_BUFFER) {
-        // Linux reports twice what it was asked for, bookkeeping included.
-        Ok((rcv, _)) if rcv < udp_batch::SOCKET_BUFFER => warn!(
+        // Linux reports twice what it keeps, bookkeeping included.
+        Ok((rcv, _)) if rcv / 2 < udp_batch::SOCKET_BUFFER => warn!(
             granted = rcv / 2,
             wanted = udp_batch::SOCKET_BUFFER,
             "the media socket's receive buffer is small: raise net.core.rmem_max and wmem_max (docs/operations.md)"

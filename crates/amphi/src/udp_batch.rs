@@ -166,8 +166,6 @@ impl Sender {
     }
 }
 
-/// One `sendmmsg` of at most [`BATCH`] datagrams; returns how many went
-/// (at least one) or the error of the first.
 /// What the media socket asks the kernel to buffer, each way.
 ///
 /// Linux's default (about 208 KiB, a few hundred small datagrams once the
@@ -221,6 +219,8 @@ pub fn set_buffers(fd: RawFd, bytes: usize) -> io::Result<(usize, usize)> {
     Ok((granted[0], granted[1]))
 }
 
+/// One `sendmmsg` of at most [`BATCH`] datagrams; returns how many went
+/// (at least one) or the error of the first.
 fn send_batch(fd: RawFd, batch: &[Transmit]) -> io::Result<usize> {
     let n = batch.len().min(BATCH);
     let mut names: [MaybeUninit<libc::sockaddr_storage>; BATCH] =

@@ -848,7 +848,7 @@ use media::{MediaAdded, MediaChanged, MediaData};
 pub mod change;
 
 mod util;
-use util::{Soonest, not_happening};
+use util::{Soonest, already_happened, not_happening};
 
 mod poll;
 use crate::poll::Readiness;
@@ -942,6 +942,12 @@ pub struct Rtc {
     // Last timeout returned by `poll_output`, reused while the readiness says
     // the timeout is still valid.
     cached_timeout: Instant,
+    // Amphi patch: computed with `cached_timeout`, the soonest deadline of
+    // everything but packets written since the last timeout. Before it, a
+    // timeout only makes those sendable (`Session::handle_written`).
+    written_only_until: Instant,
+    #[cfg(test)]
+    written_only_timeouts: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1315,6 +1321,9 @@ impl Rtc {
             close_dtls_started: false,
             readiness: Readiness::armed(),
             cached_timeout: start,
+            written_only_until: already_happened(),
+            #[cfg(test)]
+            written_only_timeouts: 0,
         })
     }
 
@@ -1900,14 +1909,19 @@ impl Rtc {
     fn poll_timeout(&mut self) -> Instant {
         if self.readiness.wants_timeout() {
             let stats_timeout = self.stats.as_mut().and_then(|s| s.poll_timeout());
-            let time_and_reason = (None, Reason::NotHappening)
+            let session = self.session.poll_timeout();
+            let others = (None, Reason::NotHappening)
                 .soonest((self.next_dtls_timeout, Reason::DTLS))
                 .soonest((self.ice.poll_timeout(), Reason::Ice))
-                .soonest(self.session.poll_timeout())
                 .soonest((self.sctp.poll_timeout(), Reason::Sctp))
                 .soonest((self.chan.poll_timeout(&self.sctp), Reason::Channel))
                 .soonest((stats_timeout, Reason::Stats));
+            let time_and_reason = others.soonest(session);
 
+            self.written_only_until = others
+                .soonest((self.session.others_at(), Reason::NotHappening))
+                .0
+                .unwrap_or_else(not_happening);
             let time = time_and_reason.0.unwrap_or_else(not_happening);
             self.cached_timeout = time.max(self.last_now);
             self.last_timeout_reason = time_and_reason.1;
@@ -2106,6 +2120,22 @@ impl Rtc {
         }
 
         self.last_now = now;
+
+        // Amphi patch: nothing is due but written packets, as computed after
+        // the last change (the readiness says whether one came since).
+        if self.state == RtcState::Alive
+            && !self.readiness.wants_timeout()
+            && now < self.written_only_until
+            && self.session.handle_written(now)
+        {
+            // Sendable packets and a moved pacer deadline.
+            drop(self.readiness.wake());
+            #[cfg(test)]
+            {
+                self.written_only_timeouts += 1;
+            }
+            return Ok(());
+        }
 
         // Disjoint borrows so each subsystem gets its own armed `Wake` and
         // makes its own re-poll decision; the guards fold into `readiness`

@@ -323,6 +323,126 @@ mod tests {
         }
     }
 
+    // Amphi patch 4 (AMPHI.md): a timeout at which nothing but written
+    // packets is due only makes those sendable.
+
+    fn write(rtc: &mut Rtc, ssrc: u32, seq: u64, now: Instant) {
+        let pt = rtc.session.codec_config.params()[0].pt();
+        let packet = crate::rtp::RtpWrite::new(pt, seq.into(), 0, now, vec![0_u8; 1000]);
+        rtc.direct_api()
+            .stream_tx(&ssrc.into())
+            .expect("a declared stream")
+            .write_rtp(packet);
+    }
+
+    /// Polls until the timeout, as an application does after a change.
+    fn poll_to_timeout(rtc: &mut Rtc) -> Instant {
+        loop {
+            if let Output::Timeout(at) = rtc.poll_output().unwrap() {
+                return at;
+            }
+        }
+    }
+
+    /// An idle connection past its first timeout (which schedules the
+    /// reports), and the time 1 ms after that.
+    fn settled_rtc() -> (Rtc, Instant) {
+        let mut rtc = idle_rtc();
+        let now = rtc.last_now + std::time::Duration::from_millis(1);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        poll_to_timeout(&mut rtc);
+        (rtc, now + std::time::Duration::from_millis(1))
+    }
+
+    #[test]
+    fn a_written_packet_needs_only_a_written_only_timeout() {
+        let (mut rtc, now) = settled_rtc();
+        write(&mut rtc, 42, 1, now);
+        assert!(
+            poll_to_timeout(&mut rtc) <= now,
+            "the packet waits for a timeout"
+        );
+        assert!(now < rtc.written_only_until, "and nothing else is due");
+
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert_eq!(rtc.written_only_timeouts, 1);
+        assert!(
+            rtc.session.poll_datagram(now).is_some(),
+            "the written packet is sendable"
+        );
+        // Sent, nothing is left to wait for: the next timeout is the soonest
+        // of the others, unchanged by the shortcut.
+        let others = rtc.written_only_until;
+        assert!(poll_to_timeout(&mut rtc) > now);
+        assert!(rtc.written_only_until >= others);
+    }
+
+    #[test]
+    fn a_due_deadline_takes_the_full_timeout() {
+        let (mut rtc, now) = settled_rtc();
+        write(&mut rtc, 42, 1, now);
+        poll_to_timeout(&mut rtc);
+        let due = rtc.written_only_until;
+        assert!(due > now);
+
+        rtc.handle_input(Input::Timeout(due)).unwrap();
+        assert_eq!(rtc.written_only_timeouts, 0);
+        assert!(rtc.session.poll_datagram(due).is_some());
+    }
+
+    #[test]
+    fn a_change_after_the_last_poll_takes_the_full_timeout() {
+        let (mut rtc, now) = settled_rtc();
+        write(&mut rtc, 42, 1, now);
+        poll_to_timeout(&mut rtc);
+        // The deadlines computed at the poll may no longer hold.
+        rtc.bwe().reset(Bitrate::kbps(900));
+
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert_eq!(rtc.written_only_timeouts, 0);
+        assert!(rtc.session.poll_datagram(now).is_some());
+    }
+
+    #[test]
+    fn a_new_stream_and_probing_take_the_full_timeout() {
+        let (mut rtc, mut now) = settled_rtc();
+        rtc.direct_api()
+            .declare_stream_tx(43.into(), None, "vid".into(), None);
+        // The first timeout of a stream reads its media.
+        write(&mut rtc, 43, 1, now);
+        poll_to_timeout(&mut rtc);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert_eq!(rtc.written_only_timeouts, 0);
+        assert!(rtc.session.poll_datagram(now).is_some());
+        // Which also schedules its reports: the first is due at once.
+        now += std::time::Duration::from_millis(1);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        poll_to_timeout(&mut rtc);
+        assert_eq!(rtc.written_only_timeouts, 0);
+
+        now += std::time::Duration::from_millis(1);
+        write(&mut rtc, 43, 2, now);
+        poll_to_timeout(&mut rtc);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert_eq!(
+            rtc.written_only_timeouts, 1,
+            "then written packets only need the shortcut"
+        );
+        assert!(rtc.session.poll_datagram(now).is_some());
+
+        // A probe plans padding across every queue.
+        let probe = crate::bwe_::ProbeClusterConfig::new(
+            1.into(),
+            Bitrate::mbps(1),
+            crate::bwe_::ProbeKind::Initial,
+        );
+        rtc.session.pacer_mut().start_probe(probe);
+        now += std::time::Duration::from_millis(1);
+        write(&mut rtc, 43, 3, now);
+        poll_to_timeout(&mut rtc);
+        assert!(!rtc.session.handle_written(now));
+    }
+
     #[test]
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {

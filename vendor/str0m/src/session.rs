@@ -128,6 +128,11 @@ pub(crate) struct Session {
     feedback_rx: VecDeque<Rtcp>,
     rtp_closing: bool,
 
+    /// Amphi patch: the soonest deadline of everything but packets written
+    /// since the last timeout, as of the last `poll_timeout`. See
+    /// `handle_written`.
+    others_at: Option<Instant>,
+
     /// Pending RRTRs from remote SSRCs in FIFO order, deduplicated by SSRC.
     /// A new RRTR for an already-pending SSRC updates its value in place.
     /// Capped at 300 entries; at most 50 are consumed per DLRR report.
@@ -217,6 +222,7 @@ impl Session {
             feedback_tx: VecDeque::new(),
             feedback_rx: VecDeque::new(),
             rtp_closing: false,
+            others_at: Some(already_happened()),
             pending_rrtrs: VecDeque::new(),
             raw_packets: if config.enable_raw_packets {
                 Some(VecDeque::new())
@@ -1311,6 +1317,7 @@ impl Session {
 
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {
         if self.rtp_closing {
+            self.others_at = Some(already_happened());
             return if self.feedback_tx.is_empty() {
                 (None, Reason::NotHappening)
             } else {
@@ -1341,7 +1348,7 @@ impl Session {
             // We should never see this reason.
             .unwrap_or((None, Reason::BweDelayControl));
 
-        (feedback_at, Reason::Feedback)
+        let others = (feedback_at, Reason::Feedback)
             .soonest((request_at, Reason::Feedback))
             .soonest((nack_at, Reason::Nack))
             .soonest((twcc_at, Reason::Twcc))
@@ -1349,8 +1356,54 @@ impl Session {
             .soonest((receive_at, Reason::ReceiveReorder))
             .soonest((packetize_at, Reason::Packetize))
             .soonest((paused_at, Reason::PauseCheck))
-            .soonest((send_stream_at, Reason::SendStream))
-            .soonest(bwe_at)
+            .soonest(bwe_at);
+        self.others_at = others.0;
+
+        others.soonest((send_stream_at, Reason::SendStream))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pacer_mut(&mut self) -> &mut PacerImpl {
+        &mut self.pacer
+    }
+
+    /// The soonest deadline of everything but written packets, as of the
+    /// last [`Self::poll_timeout`]; `None` if nothing else is scheduled.
+    pub fn others_at(&self) -> Option<Instant> {
+        self.others_at
+    }
+
+    /// A timeout at which nothing is due but packets written since the last
+    /// one: gives them their time and hands the pacer their queues, and
+    /// nothing else. Returns `false`, having changed nothing the full
+    /// [`Self::handle_timeout`] would not, when that is needed instead.
+    ///
+    /// Amphi patch. A written packet becomes sendable only in a timeout
+    /// (`SendQueue::push`), and a full session timeout walks every stream,
+    /// the estimator and the ICE agent: an SFU writes one packet at a time to
+    /// each subscriber, so that was one full timeout per forwarded packet.
+    /// The caller (`Rtc::do_handle_timeout`) only comes here when every other
+    /// deadline is later than `now`, as the last `poll_timeout` computed them
+    /// after the last change; so the full timeout would have found nothing
+    /// else to do either, except re-reading queues that have not changed
+    /// (`Pacer::handle_sent` keeps the pacer's view of those current).
+    pub fn handle_written(&mut self, now: Instant) -> bool {
+        // Probes plan padding across all queues, and the first timeout of a
+        // stream needs its media (`StreamTx::handle_timeout`).
+        if self.rtp_closing || self.srtp_tx.is_none() || self.pacer.active_cluster().is_some() {
+            return false;
+        }
+        let Some(written) = self.streams.take_written(now) else {
+            return false;
+        };
+        match self.pacer.handle_written(now, written) {
+            Some(Some(request)) => Self::generate_padding(&mut self.streams, request),
+            Some(None) => {}
+            // A queue the pacer has not seen: the full timeout re-reads them
+            // all, and timestamping again at the same `now` changes nothing.
+            None => return false,
+        }
+        true
     }
 
     pub fn has_mid(&self, mid: Mid) -> bool {

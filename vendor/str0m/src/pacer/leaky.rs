@@ -178,15 +178,32 @@ impl LeakyBucketPacer {
     /// streams, and a timeout per forwarded packet in any case. The other
     /// queues cannot have changed behind the pacer's back: a packet written to
     /// a stream becomes sendable only in a session timeout (`need_timeout`),
-    /// which then re-reads them all. `NullPacer` counts its queues down the
-    /// same way.
+    /// which re-reads them all or, when nothing else is due, hands the pacer
+    /// the queues written to (`Session::handle_written`). `NullPacer` counts
+    /// its queues down the same way.
     pub(crate) fn handle_sent(&mut self, now: Instant, sent: QueueState) -> Option<PaddingRequest> {
-        let slot = self
-            .queue_states
-            .iter_mut()
-            .find(|q| q.midrid == sent.midrid)?;
-        *slot = sent;
-        self.plan(now)
+        self.handle_changed(now, std::iter::once(sent)).flatten()
+    }
+
+    /// Plans from the fresh states of the queues that changed, keeping the
+    /// others as the last timeout or `handle_sent` left them. `None`, without
+    /// planning, if one of them is a queue the last timeout did not list.
+    ///
+    /// Amphi patch: `handle_sent` after a send, `Session::handle_written`
+    /// after packets were written.
+    pub(crate) fn handle_changed(
+        &mut self,
+        now: Instant,
+        changed: impl Iterator<Item = QueueState>,
+    ) -> Option<Option<PaddingRequest>> {
+        for state in changed {
+            let slot = self
+                .queue_states
+                .iter_mut()
+                .find(|q| q.midrid == state.midrid)?;
+            *slot = state;
+        }
+        Some(self.plan(now))
     }
 
     pub fn new(initial_pacing_bitrate: Bitrate) -> Self {

@@ -56,6 +56,20 @@ impl PacerImpl {
         }
     }
 
+    /// After packets were written to the `written` queues: see
+    /// `Session::handle_written`. `None` when a full timeout is needed
+    /// instead: `NullPacer` takes its counts from one.
+    pub fn handle_written(
+        &mut self,
+        now: Instant,
+        written: impl Iterator<Item = QueueState>,
+    ) -> Option<Option<PaddingRequest>> {
+        match self {
+            PacerImpl::Null(_) => None,
+            PacerImpl::LeakyBucket(v) => v.handle_changed(now, written),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,

@@ -667,6 +667,29 @@ impl Streams {
         })
     }
 
+    /// Amphi patch: gives the packets written since the last timeout their
+    /// time and yields the queue states of their streams, for
+    /// `Session::handle_written`. `None` while probing (the probe queue
+    /// shares out padding across all queues) or when such a stream has never
+    /// had a timeout: both need the full one.
+    pub(crate) fn take_written(
+        &mut self,
+        now: Instant,
+    ) -> Option<impl Iterator<Item = QueueState> + '_> {
+        if self.probe_media.is_some() || self.streams_tx.values().any(|s| s.written_waiting().1) {
+            return None;
+        }
+        let written = self
+            .streams_tx
+            .values_mut()
+            .filter(|s| s.written_waiting().0)
+            .map(move |s| {
+                s.stamp_written(now);
+                s.queue_state(now)
+            });
+        Some(written)
+    }
+
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
         if midrid == MidRid(MID_PROBE, None) {
             self.probe_media?;

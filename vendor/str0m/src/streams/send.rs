@@ -1292,6 +1292,21 @@ impl StreamTx {
         self.send_queue.handle_timeout(now);
     }
 
+    /// Amphi patch, for `Streams::take_written`: whether packets written
+    /// since the last timeout wait for one, and whether that must be a full
+    /// one (the first timeout of a stream reads its media).
+    pub(crate) fn written_waiting(&self) -> (bool, bool) {
+        let waiting = self.need_timeout();
+        (waiting, waiting && self.kind.is_none())
+    }
+
+    /// Amphi patch: what `handle_timeout` does for a stream that already had
+    /// its first timeout.
+    pub(crate) fn stamp_written(&mut self, now: Instant) {
+        debug_assert!(self.kind.is_some());
+        self.send_queue.handle_timeout(now);
+    }
+
     fn on_first_timeout(&mut self, media: &Media, config: &CodecConfig) {
         // Always set on first timeout.
         self.kind = Some(media.kind());

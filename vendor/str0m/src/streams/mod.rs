@@ -676,13 +676,18 @@ impl Streams {
         &mut self,
         now: Instant,
     ) -> Option<impl Iterator<Item = QueueState> + '_> {
-        if self.probe_media.is_some() || self.streams_tx.values().any(|s| s.written_waiting().1) {
+        if self.probe_media.is_some()
+            || self
+                .streams_tx
+                .values()
+                .any(|s| s.need_timeout() && s.needs_first_timeout())
+        {
             return None;
         }
         let written = self
             .streams_tx
             .values_mut()
-            .filter(|s| s.written_waiting().0)
+            .filter(|s| s.need_timeout())
             .map(move |s| {
                 s.stamp_written(now);
                 s.queue_state(now)

@@ -1292,12 +1292,10 @@ impl StreamTx {
         self.send_queue.handle_timeout(now);
     }
 
-    /// Amphi patch, for `Streams::take_written`: whether packets written
-    /// since the last timeout wait for one, and whether that must be a full
-    /// one (the first timeout of a stream reads its media).
-    pub(crate) fn written_waiting(&self) -> (bool, bool) {
-        let waiting = self.need_timeout();
-        (waiting, waiting && self.kind.is_none())
+    /// Amphi patch, for `Streams::take_written`: the stream has not had its
+    /// first timeout, which reads its media (`on_first_timeout`).
+    pub(crate) fn needs_first_timeout(&self) -> bool {
+        self.kind.is_none()
     }
 
     /// Amphi patch: what `handle_timeout` does for a stream that already had

@@ -161,9 +161,9 @@ pub struct Sfu {
     /// Subscriber connections that forwarded packets were written to since
     /// the last `poll_output` (each flagged `Subscriber::forwarded`). They are
     /// drained there, once per batch of input: str0m makes a written packet
-    /// sendable only in a timeout that walks every stream of the connection,
-    /// so one drain per batch instead of one per packet is most of what a
-    /// subscriber connection costs beyond encrypting and sending.
+    /// sendable only in a timeout, and one with any other deadline due walks
+    /// every stream of the connection, so one drain per batch instead of one
+    /// per packet saves most of that on a connection receiving many tracks.
     forwarded: Vec<ParticipantId>,
     next_track: u64,
     /// Rooms a moderator ended: closed to everyone else until a moderator

@@ -946,8 +946,13 @@ pub struct Rtc {
     // everything but packets written since the last timeout. Before it, a
     // timeout only makes those sendable (`Session::handle_written`).
     written_only_until: Instant,
+    // Amphi patch: the soonest deadline of the parts outside the session, as
+    // of the last full timeout recompute (`Readiness::written_sendable`).
+    fixed_at: (Option<Instant>, Reason),
     #[cfg(test)]
     written_only_timeouts: usize,
+    #[cfg(test)]
+    full_timeout_polls: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1322,8 +1327,11 @@ impl Rtc {
             readiness: Readiness::armed(),
             cached_timeout: start,
             written_only_until: already_happened(),
+            fixed_at: (Some(already_happened()), Reason::NotHappening),
             #[cfg(test)]
             written_only_timeouts: 0,
+            #[cfg(test)]
+            full_timeout_polls: 0,
         })
     }
 
@@ -1642,6 +1650,12 @@ impl Rtc {
             return Ok(Some(Output::Timeout(self.poll_timeout())));
         }
 
+        // Amphi patch: after a timeout that only made written packets
+        // sendable, no other part has anything new (`Readiness::written_sendable`).
+        if !self.readiness.wants_full_events() {
+            return Ok(Some(self.poll_transmit()));
+        }
+
         while let Some(e) = self.ice.poll_event() {
             match e {
                 IceAgentEvent::IceRestart(_) => {
@@ -1880,6 +1894,11 @@ impl Rtc {
             return Ok(Some(Output::Transmit(v)));
         }
 
+        Ok(Some(self.poll_transmit()))
+    }
+
+    // The end of the output pipeline: what there is to send, then the timeout.
+    fn poll_transmit(&mut self) -> Output {
         if let Some(send) = &self.send_addr {
             // These can only be sent after we got an ICE connection.
             let datagram = None
@@ -1893,7 +1912,7 @@ impl Rtc {
                     destination: send.destination,
                     contents,
                 };
-                return Ok(Some(Output::Transmit(t)));
+                return Output::Transmit(t);
             }
         } else {
             // Don't allow accumulated feedback to build up indefinitely
@@ -1902,20 +1921,31 @@ impl Rtc {
 
         self.readiness.clear_events();
 
-        Ok(Some(Output::Timeout(self.poll_timeout())))
+        Output::Timeout(self.poll_timeout())
     }
 
     // Called only after the output pipeline has drained.
     fn poll_timeout(&mut self) -> Instant {
         if self.readiness.wants_timeout() {
-            let stats_timeout = self.stats.as_mut().and_then(|s| s.poll_timeout());
-            let session = self.session.poll_timeout();
-            let others = (None, Reason::NotHappening)
-                .soonest((self.next_dtls_timeout, Reason::DTLS))
-                .soonest((self.ice.poll_timeout(), Reason::Ice))
-                .soonest((self.sctp.poll_timeout(), Reason::Sctp))
-                .soonest((self.chan.poll_timeout(&self.sctp), Reason::Channel))
-                .soonest((stats_timeout, Reason::Stats));
+            let session = if self.readiness.wants_full_timeout() {
+                let stats_timeout = self.stats.as_mut().and_then(|s| s.poll_timeout());
+                self.fixed_at = (None, Reason::NotHappening)
+                    .soonest((self.next_dtls_timeout, Reason::DTLS))
+                    .soonest((self.ice.poll_timeout(), Reason::Ice))
+                    .soonest((self.sctp.poll_timeout(), Reason::Sctp))
+                    .soonest((self.chan.poll_timeout(&self.sctp), Reason::Channel))
+                    .soonest((stats_timeout, Reason::Stats));
+                #[cfg(test)]
+                {
+                    self.full_timeout_polls += 1;
+                }
+                self.session.poll_timeout()
+            } else {
+                // Amphi patch: only the pacer and the send queues moved.
+                self.session
+                    .poll_written_timeout(self.readiness.queues_written())
+            };
+            let others = self.fixed_at;
             let time_and_reason = others.soonest(session);
 
             self.written_only_until = others
@@ -2129,7 +2159,7 @@ impl Rtc {
             && self.session.handle_written(now)
         {
             // Sendable packets and a moved pacer deadline.
-            drop(self.readiness.wake());
+            self.readiness.written_sendable();
             #[cfg(test)]
             {
                 self.written_only_timeouts += 1;

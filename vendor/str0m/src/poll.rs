@@ -81,8 +81,12 @@ impl<'a> RtcMut<'a> {
     /// and arming the events too made the next poll walk the whole event
     /// pipeline (ICE, DTLS, SCTP, the session's events) only to find the
     /// timeout.
+    ///
+    /// Amphi patch, too: what a send stream changes moves no deadline but
+    /// the send queues', so the timeout is recomputed from those and the
+    /// pacer alone (`Readiness::stream_written`).
     pub(crate) fn timeout_only(&mut self) -> &mut Rtc {
-        self.rtc.readiness.wake().no_events();
+        self.rtc.readiness.stream_written();
         self.rtc
     }
 }
@@ -166,6 +170,14 @@ impl Drop for Mutation<'_> {
 pub(crate) struct Readiness {
     events: bool,
     timeout: bool,
+    /// Whether the timeout must be recomputed from every part, not only
+    /// from the pacer and the send queues. See [`Readiness::written`].
+    full_timeout: bool,
+    /// See [`Readiness::stream_written`].
+    queues_written: bool,
+    /// Whether the whole event pipeline must be walked, not only the
+    /// transmit end of it. See [`Readiness::written_sendable`].
+    full_events: bool,
 }
 
 impl Readiness {
@@ -174,6 +186,9 @@ impl Readiness {
         Readiness {
             events: true,
             timeout: true,
+            full_timeout: true,
+            queues_written: true,
+            full_events: true,
         }
     }
 
@@ -185,12 +200,52 @@ impl Readiness {
         self.timeout
     }
 
+    pub(crate) fn wants_full_events(&self) -> bool {
+        self.full_events
+    }
+
     pub(crate) fn clear_events(&mut self) {
         self.events = false;
+        self.full_events = false;
+    }
+
+    pub(crate) fn wants_full_timeout(&self) -> bool {
+        self.full_timeout
     }
 
     pub(crate) fn clear_timeout(&mut self) {
         self.timeout = false;
+        self.full_timeout = false;
+        self.queues_written = false;
+    }
+
+    /// Arms a timeout recompute for a send stream handed out to the
+    /// application: a packet written to it moves no deadline but its
+    /// queue's (it waits for a timeout, `SendQueue::push`).
+    ///
+    /// Amphi patch, as [`Readiness::written_sendable`]. See
+    /// `Session::poll_written_timeout`.
+    pub(crate) fn stream_written(&mut self) {
+        self.timeout = true;
+        self.queues_written = true;
+    }
+
+    /// Arms the transmit end of the event pipeline and a timeout recompute
+    /// after a timeout that only gave the written packets their time
+    /// (`Session::handle_written`): they are sendable, every queue is
+    /// stamped, only the pacer's deadline moved, and no other part has
+    /// anything new to say (the last walk drained them).
+    ///
+    /// Amphi patch. See `Session::poll_written_timeout`.
+    pub(crate) fn written_sendable(&mut self) {
+        self.events = true;
+        self.timeout = true;
+    }
+
+    /// Whether a send stream was handed out since the last recompute, so a
+    /// queue may hold a packet waiting for a timeout.
+    pub(crate) fn queues_written(&self) -> bool {
+        self.queues_written
     }
 
     /// Hand out an armed guard for a mutable descent into the tree.
@@ -233,7 +288,9 @@ impl Wake<'_> {
 impl Drop for Wake<'_> {
     fn drop(&mut self) {
         self.readiness.events |= self.events;
+        self.readiness.full_events |= self.events;
         self.readiness.timeout |= self.timeout;
+        self.readiness.full_timeout |= self.timeout;
     }
 }
 
@@ -243,6 +300,9 @@ impl Readiness {
         Self {
             events: false,
             timeout: false,
+            full_timeout: false,
+            queues_written: false,
+            full_events: false,
         }
     }
 }
@@ -475,11 +535,158 @@ mod tests {
         assert!(!rtc.session.handle_written(now));
     }
 
+    // Amphi patch 7 (AMPHI.md): after writes, a written-only timeout and
+    // the sends after it, the timeout is recomputed from the pacer and the
+    // send queues alone, and comes out as a full recompute would.
+
+    /// The light recompute's answer, checked against a full one.
+    fn assert_as_full_recompute(rtc: &mut Rtc) {
+        let (timeout, others) = (rtc.cached_timeout, rtc.written_only_until);
+        let full_polls = rtc.full_timeout_polls;
+        rtc.readiness.wake().no_events();
+        assert_eq!(rtc.poll_timeout(), timeout, "the timeout");
+        assert_eq!(rtc.written_only_until, others, "the other deadlines");
+        rtc.full_timeout_polls = full_polls;
+    }
+
+    #[test]
+    fn writes_and_sends_recompute_only_the_pacer_and_the_queues() {
+        let (mut rtc, mut now) = settled_rtc();
+        // On a media of its own: a stream without a rid answers for every
+        // stream of its media (`MidRid::special_equals`).
+        rtc.direct_api()
+            .declare_media("vid2".into(), MediaKind::Video);
+        rtc.direct_api()
+            .declare_stream_tx(43.into(), None, "vid2".into(), None);
+        // Room for the packets below (about 2.7 Mbit/s), so the pacer lets
+        // them out as they come, mostly.
+        rtc.bwe().reset(Bitrate::mbps(4));
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        poll_to_timeout(&mut rtc);
+        let full_at_start = rtc.full_timeout_polls;
+        let mut polls = 0;
+        let mut sent = 0;
+        for seq in 1..=300_u64 {
+            // Bursts of one to three packets on two streams, as an SFU
+            // forwards them, every 3 ms: enough to meet the reports' and the
+            // estimator's deadlines, and the pacer's.
+            for n in 0..=(seq % 3) {
+                write(&mut rtc, if n == 1 { 43 } else { 42 }, seq * 3 + n, now);
+            }
+            loop {
+                let at = poll_to_timeout(&mut rtc);
+                polls += 1;
+                assert_as_full_recompute(&mut rtc);
+                if at > now {
+                    break;
+                }
+                rtc.handle_input(Input::Timeout(now)).unwrap();
+                sent += std::iter::from_fn(|| rtc.session.poll_datagram(now))
+                    .filter(|d| d.len() > 1000)
+                    .count();
+            }
+            now += std::time::Duration::from_millis(3);
+        }
+        // 600 written; the pacer still holds a few at the end.
+        assert!(sent >= 500, "the packets went out: {sent}");
+        assert!(rtc.written_only_timeouts > 200);
+        let full = rtc.full_timeout_polls - full_at_start;
+        assert!(
+            full * 4 < polls,
+            "{full} of {polls} recomputes were full ones"
+        );
+    }
+
+    #[test]
+    fn any_other_change_takes_the_full_recompute() {
+        let (mut rtc, now) = settled_rtc();
+        write(&mut rtc, 42, 1, now);
+        let full = rtc.full_timeout_polls;
+        poll_to_timeout(&mut rtc);
+        assert_eq!(rtc.full_timeout_polls, full, "a write");
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert_eq!(rtc.written_only_timeouts, 1);
+        poll_to_timeout(&mut rtc);
+        assert_eq!(rtc.full_timeout_polls, full, "a written-only timeout");
+
+        write(&mut rtc, 42, 2, now);
+        rtc.bwe().reset(Bitrate::kbps(900));
+        poll_to_timeout(&mut rtc);
+        assert_eq!(
+            rtc.full_timeout_polls,
+            full + 1,
+            "a write and another change"
+        );
+        let later = now + std::time::Duration::from_millis(1);
+        rtc.handle_input(Input::Timeout(rtc.written_only_until.max(later)))
+            .unwrap();
+        poll_to_timeout(&mut rtc);
+        assert_eq!(rtc.full_timeout_polls, full + 2, "a full timeout");
+    }
+
+    #[test]
+    fn a_written_only_timeout_walks_only_the_transmit_end() {
+        let (mut rtc, now) = settled_rtc();
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: crate::net::Protocol::Udp,
+            source: "127.0.0.1:1000".parse().unwrap(),
+            destination: "127.0.0.1:2000".parse().unwrap(),
+        });
+        poll_to_timeout(&mut rtc);
+        write(&mut rtc, 42, 1, now);
+        poll_to_timeout(&mut rtc);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        assert_eq!(rtc.written_only_timeouts, 1);
+        assert!(rtc.readiness.wants_events());
+        assert!(!rtc.readiness.wants_full_events());
+
+        let Output::Transmit(t) = rtc.poll_output().unwrap() else {
+            panic!("the written packet goes out first");
+        };
+        assert!(t.contents.len() > 1000);
+        assert!(poll_to_timeout(&mut rtc) > now);
+        assert!(!rtc.readiness.wants_events());
+    }
+
+    #[test]
+    fn written_arming_is_widened_by_any_other() {
+        type Arm = fn(&mut Readiness);
+        let written: [Arm; 2] = [Readiness::stream_written, Readiness::written_sendable];
+        for arm in written {
+            for written_first in [false, true] {
+                let mut readiness = Readiness::idle();
+                if written_first {
+                    arm(&mut readiness);
+                }
+                drop(readiness.wake());
+                if !written_first {
+                    arm(&mut readiness);
+                }
+                assert!(readiness.wants_full_events());
+                assert!(readiness.wants_full_timeout());
+            }
+            let mut readiness = Readiness::idle();
+            arm(&mut readiness);
+            assert!(readiness.wants_timeout());
+            assert!(!readiness.wants_full_events());
+            assert!(!readiness.wants_full_timeout());
+            readiness.clear_events();
+            readiness.clear_timeout();
+            assert!(!readiness.queues_written());
+        }
+    }
+
     #[test]
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {
             for timeout in [false, true] {
-                let mut readiness = Readiness { events, timeout };
+                let mut readiness = Readiness {
+                    events,
+                    timeout,
+                    full_timeout: timeout,
+                    queues_written: timeout,
+                    full_events: events,
+                };
                 {
                     let mut wake = readiness.wake();
                     wake.no_events();
@@ -487,6 +694,8 @@ mod tests {
                 }
                 assert_eq!(readiness.wants_events(), events);
                 assert_eq!(readiness.wants_timeout(), timeout);
+                assert_eq!(readiness.wants_full_timeout(), timeout);
+                assert_eq!(readiness.wants_full_events(), events);
             }
         }
     }

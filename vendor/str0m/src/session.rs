@@ -133,6 +133,11 @@ pub(crate) struct Session {
     /// `handle_written`.
     others_at: Option<Instant>,
 
+    /// Amphi patch: the soonest deadline of everything but the pacer and the
+    /// written packets, as of the last `poll_timeout`. See
+    /// `poll_written_timeout`.
+    fixed_at: (Option<Instant>, Reason),
+
     /// Pending RRTRs from remote SSRCs in FIFO order, deduplicated by SSRC.
     /// A new RRTR for an already-pending SSRC updates its value in place.
     /// Capped at 300 entries; at most 50 are consumed per DLRR report.
@@ -223,6 +228,7 @@ impl Session {
             feedback_rx: VecDeque::new(),
             rtp_closing: false,
             others_at: Some(already_happened()),
+            fixed_at: (Some(already_happened()), Reason::NotHappening),
             pending_rrtrs: VecDeque::new(),
             raw_packets: if config.enable_raw_packets {
                 Some(VecDeque::new())
@@ -1329,7 +1335,6 @@ impl Session {
         let feedback_at = self.regular_feedback_at();
         let nack_at = self.nack_at();
         let twcc_at = self.twcc_at();
-        let pacing_at = self.pacer.poll_timeout();
         let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
         let receive_at = self
             .medias
@@ -1337,7 +1342,6 @@ impl Session {
             .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
             .min();
         let paused_at = self.paused_at();
-        let send_stream_at = self.streams.send_stream();
         let request_at = self.streams.pending_request();
 
         // Gives us built-in reason
@@ -1348,17 +1352,44 @@ impl Session {
             // We should never see this reason.
             .unwrap_or((None, Reason::BweDelayControl));
 
-        let others = (feedback_at, Reason::Feedback)
+        self.fixed_at = (feedback_at, Reason::Feedback)
             .soonest((request_at, Reason::Feedback))
             .soonest((nack_at, Reason::Nack))
             .soonest((twcc_at, Reason::Twcc))
-            .soonest(pacing_at)
             .soonest((receive_at, Reason::ReceiveReorder))
             .soonest((packetize_at, Reason::Packetize))
             .soonest((paused_at, Reason::PauseCheck))
             .soonest(bwe_at);
+
+        self.poll_written_timeout(true)
+    }
+
+    /// [`Self::poll_timeout`] after changes that can only have moved the
+    /// pacer and the send queues: packets written to send streams
+    /// (`queues_written`), a [`Self::handle_written`] timeout, and the
+    /// packets sent after it.
+    ///
+    /// Amphi patch. An SFU writes one packet at a time to each subscriber,
+    /// and recomputing every deadline (every stream's reports, the receive
+    /// side, the estimator) after each write and each send was 5 % of its
+    /// CPU. None of those move when a packet is written or sent: reports
+    /// are scheduled from the last report, and the rest from what was
+    /// received. Without `queues_written`, the only change was a
+    /// `handle_written` timeout, which stamped every queue, and sending only
+    /// takes packets out: no queue waits for a timeout, and the streams need
+    /// not be walked to learn it.
+    pub fn poll_written_timeout(&mut self, queues_written: bool) -> (Option<Instant>, Reason) {
+        if self.rtp_closing {
+            return self.poll_timeout();
+        }
+        let others = self.fixed_at.soonest(self.pacer.poll_timeout());
         self.others_at = others.0;
 
+        let send_stream_at = if queues_written {
+            self.streams.send_stream()
+        } else {
+            None
+        };
         others.soonest((send_stream_at, Reason::SendStream))
     }
 

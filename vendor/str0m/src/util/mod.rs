@@ -66,22 +66,84 @@ pub(crate) fn calculate_rtt(ntp_time: Duration, delay: u32, last_report: u32) ->
     // [32 bit seconds].[32 bit fractions]
     //         [16 bit].[16 bit]
 
-    // As per RFC delay is 0 in case no SR packet has been received yet.
-    if delay == 0 {
+    // Amphi patch: a report that answers no earlier report has LSR (and
+    // DLSR) 0 (RFC 3550 6.4.1, RFC 3611 4.5). DLSR alone is 0 when the report
+    // left within 1/65536 s of the one it answers, and that is a real round
+    // trip: testing DLSR threw it away and left the stream with no RTT.
+    if last_report == 0 {
         return None;
     }
 
     let now_secs = ntp_time.as_secs();
     let now_fract_ns = ntp_time.subsec_nanos() as u64;
-    let now_fract = ((now_fract_ns * u32::MAX as u64) / 1_000_000_000) as u32;
+    // Amphi patch: scaled by 2^32, as the report's timestamp is (it was
+    // u32::MAX, which put `now` a unit early at times).
+    let now_fract = ((now_fract_ns << 32) / 1_000_000_000) as u32;
 
     // Combine the final 2x16 bits together.
     let now = (now_secs as u32) << 16 | (now_fract >> 16);
 
-    let rtt = now.checked_sub(delay)?.checked_sub(last_report)?;
+    // Amphi patch: the three terms are rounded to 1/65536 s on their own (the
+    // report's timestamp through an f64), so a round trip shorter than that
+    // can come out a unit or two below zero; it was dropped as if there were
+    // no round trip, and on a fast path every report could be. The middle 32
+    // bits of NTP wrap every 18 hours, so the difference is taken modulo.
+    const ROUNDING: i32 = 2;
+    let rtt = now.wrapping_sub(delay).wrapping_sub(last_report) as i32;
+    if rtt < -ROUNDING {
+        return None;
+    }
+    let rtt = rtt.max(0) as u32;
     let rtt_seconds = rtt >> 16;
     let rtt_fraction = (rtt & (u16::MAX as u32)) as f32 / (u16::MAX as u32) as f32;
 
     let nanos = (rtt_fraction * 1_000_000_000.0) as u32;
     Some(Duration::new(rtt_seconds as u64, nanos))
+}
+
+#[cfg(test)]
+mod rtt_tests {
+    use super::calculate_rtt;
+    use std::time::Duration;
+
+    /// `now` as an NTP duration from the middle 32 bits of an NTP timestamp.
+    fn ntp(middle: u32) -> Duration {
+        Duration::from_secs((middle >> 16) as u64)
+            + Duration::from_nanos(((middle & 0xffff) as u64 * 1_000_000_000).div_ceil(65536))
+    }
+
+    #[test]
+    fn rtt_of_the_rfc_3550_example() {
+        // RFC 3550 figure 2: A 0xb710:8000, DLSR 0x0005:4000, LSR 0xb705:2000.
+        let rtt = calculate_rtt(ntp(0xb710_8000), 0x0005_4000, 0xb705_2000).unwrap();
+        assert!(rtt.abs_diff(Duration::from_millis(6125)) < Duration::from_millis(1));
+    }
+
+    #[test]
+    fn no_rtt_without_an_earlier_report() {
+        assert_eq!(calculate_rtt(ntp(0xb710_8000), 0, 0), None);
+    }
+
+    /// Amphi patch: a report sent the instant the one it answers arrived.
+    #[test]
+    fn rtt_of_a_report_sent_at_once() {
+        let rtt = calculate_rtt(ntp(0xb710_8000), 0, 0xb710_7ff0).unwrap();
+        assert!(rtt < Duration::from_millis(1), "{rtt:?}");
+    }
+
+    /// Amphi patch: a round trip shorter than the rounding of its terms.
+    #[test]
+    fn rtt_of_a_round_trip_below_the_rounding_is_zero() {
+        let now = ntp(0xb710_8000);
+        assert_eq!(calculate_rtt(now, 0x10, 0xb710_7ff1), Some(Duration::ZERO));
+        assert_eq!(calculate_rtt(now, 0, 0xb710_8002), Some(Duration::ZERO));
+        // Further below zero, the report does not fit this clock.
+        assert_eq!(calculate_rtt(now, 0x0001_0000, 0xb710_8000), None);
+    }
+
+    #[test]
+    fn rtt_across_the_wrap_of_the_middle_bits() {
+        let rtt = calculate_rtt(ntp(0x0000_4000), 0x4000, 0xffff_c000).unwrap();
+        assert!(rtt.abs_diff(Duration::from_millis(250)) < Duration::from_millis(1));
+    }
 }

@@ -1942,8 +1942,7 @@ impl Rtc {
                 self.session.poll_timeout()
             } else {
                 // Amphi patch: only the pacer and the send queues moved.
-                self.session
-                    .poll_written_timeout(self.readiness.queues_written())
+                self.session.poll_written_timeout()
             };
             let others = self.fixed_at;
             let time_and_reason = others.soonest(session);

@@ -1942,7 +1942,8 @@ impl Rtc {
                 self.session.poll_timeout()
             } else {
                 // Amphi patch: only the pacer and the send queues moved.
-                self.session.poll_written_timeout()
+                self.session
+                    .poll_written_timeout(self.readiness.queues_written())
             };
             let others = self.fixed_at;
             let time_and_reason = others.soonest(session);

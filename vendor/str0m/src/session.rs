@@ -1361,27 +1361,36 @@ impl Session {
             .soonest((paused_at, Reason::PauseCheck))
             .soonest(bwe_at);
 
-        self.poll_written_timeout()
+        self.poll_written_timeout(true)
     }
 
     /// [`Self::poll_timeout`] after changes that can only have moved the
-    /// pacer and the send queues: packets written to send streams, a
-    /// [`Self::handle_written`] timeout, and the packets sent after it.
+    /// pacer and the send queues: packets written to send streams
+    /// (`queues_written`), a [`Self::handle_written`] timeout, and the
+    /// packets sent after it.
     ///
     /// Amphi patch. An SFU writes one packet at a time to each subscriber,
     /// and recomputing every deadline (every stream's reports, the receive
     /// side, the estimator) after each write and each send was 5 % of its
     /// CPU. None of those move when a packet is written or sent: reports
     /// are scheduled from the last report, and the rest from what was
-    /// received.
-    pub fn poll_written_timeout(&mut self) -> (Option<Instant>, Reason) {
+    /// received. Without `queues_written`, the only change was a
+    /// `handle_written` timeout, which stamped every queue, and sending only
+    /// takes packets out: no queue waits for a timeout, and the streams need
+    /// not be walked to learn it.
+    pub fn poll_written_timeout(&mut self, queues_written: bool) -> (Option<Instant>, Reason) {
         if self.rtp_closing {
             return self.poll_timeout();
         }
         let others = self.fixed_at.soonest(self.pacer.poll_timeout());
         self.others_at = others.0;
 
-        others.soonest((self.streams.send_stream(), Reason::SendStream))
+        let send_stream_at = if queues_written {
+            self.streams.send_stream()
+        } else {
+            None
+        };
+        others.soonest((send_stream_at, Reason::SendStream))
     }
 
     #[cfg(test)]

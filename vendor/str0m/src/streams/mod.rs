@@ -1,7 +1,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use std::time::Instant;
 
@@ -157,11 +156,6 @@ pub(crate) struct Streams {
     /// hard cap when selecting RTX cache entries for spurious padding.
     mtu_warn: usize,
     pause_threshold: Duration,
-
-    /// Amphi patch: whether a packet was written to a send stream since every
-    /// queue was last given its time, shared with each `StreamTx` (which
-    /// sets it). See `send_stream`.
-    written: Arc<AtomicBool>,
 }
 
 /// Delay between cleaning up the RxLookup.
@@ -191,7 +185,6 @@ impl Streams {
             enable_stats,
             mtu_warn,
             pause_threshold,
-            written: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -340,11 +333,9 @@ impl Streams {
         rtx: Option<Ssrc>,
         midrid: MidRid,
     ) -> &mut StreamTx {
-        self.streams_tx.entry(ssrc).or_insert_with(|| {
-            let mut stream = StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn);
-            stream.set_written_flag(self.written.clone());
-            stream
-        })
+        self.streams_tx
+            .entry(ssrc)
+            .or_insert_with(|| StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
@@ -362,7 +353,6 @@ impl Streams {
         for stream in self.streams_tx.values_mut() {
             stream.reset_buffers();
         }
-        self.written.store(false, Ordering::Relaxed);
     }
 
     pub fn stream_rx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamRx> {
@@ -420,21 +410,12 @@ impl Streams {
         self.streams_rx.values().find_map(|s| s.paused_at())
     }
 
-    /// `already_happened` if a written packet waits for a timeout to be
-    /// given its time (`SendQueue::push`).
-    ///
-    /// Amphi patch: from the flag the streams set, not by asking each
-    /// stream. The answer is wanted after every write and every timeout, and
-    /// on a server with hundreds of connections each stream's queue is cold
-    /// in memory: asking them was 4 % of an SFU's CPU. The flag is cleared
-    /// when every queue has been given its time (`handle_timeout`,
-    /// `take_written`); a packet cannot leave its queue before that.
     pub(crate) fn send_stream(&self) -> Option<Instant> {
-        debug_assert!(
-            self.written.load(Ordering::Relaxed)
-                || !self.streams_tx.values().any(|s| s.need_timeout())
-        );
-        self.written.load(Ordering::Relaxed).then(already_happened)
+        if self.streams_tx.values().any(|s| s.need_timeout()) {
+            Some(already_happened())
+        } else {
+            None
+        }
     }
 
     pub(crate) fn pending_request(&self) -> Option<Instant> {
@@ -501,7 +482,6 @@ impl Streams {
 
             stream.handle_timeout(now, get_media);
         }
-        self.written.store(false, Ordering::Relaxed);
 
         if now > self.rx_lookup_at() {
             self.rx_lookup
@@ -696,23 +676,17 @@ impl Streams {
         &mut self,
         now: Instant,
     ) -> Option<impl Iterator<Item = QueueState> + '_> {
-        let any_written = self.written.load(Ordering::Relaxed);
         if self.probe_media.is_some()
-            || any_written
-                && self
-                    .streams_tx
-                    .values()
-                    .any(|s| s.need_timeout() && s.needs_first_timeout())
+            || self
+                .streams_tx
+                .values()
+                .any(|s| s.need_timeout() && s.needs_first_timeout())
         {
             return None;
         }
-        // The caller gives every yielded queue its time, or falls back to the
-        // full timeout, which does.
-        self.written.store(false, Ordering::Relaxed);
-        let written = any_written
-            .then(|| self.streams_tx.values_mut())
-            .into_iter()
-            .flatten()
+        let written = self
+            .streams_tx
+            .values_mut()
             .filter(|s| s.need_timeout())
             .map(move |s| {
                 s.stamp_written(now);

@@ -1,6 +1,5 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use std::time::Instant;
 
@@ -180,10 +179,6 @@ pub struct StreamTx {
 
     /// MTU warn threshold; used to cap spurious-padding RTX cache lookups.
     mtu_warn: usize,
-
-    /// Amphi patch: the flag of the `Streams` this stream belongs to, set
-    /// when a packet is written. See `Streams::send_stream`.
-    written: Option<Arc<AtomicBool>>,
 }
 
 /// RTP packet data to enqueue on a direct RTP send stream.
@@ -395,13 +390,7 @@ impl StreamTx {
             remote_acked_ssrc: false,
             remote_acked_rtx_ssrc: false,
             mtu_warn,
-            written: None,
         }
-    }
-
-    /// Amphi patch: see `written`.
-    pub(crate) fn set_written_flag(&mut self, written: Arc<AtomicBool>) {
-        self.written = Some(written);
     }
 
     pub(crate) fn new_probe(mtu_warn: usize) -> Self {
@@ -564,9 +553,6 @@ impl StreamTx {
         };
 
         self.send_queue.push(packet);
-        if let Some(written) = &self.written {
-            written.store(true, Ordering::Relaxed);
-        }
     }
 
     fn padding_enabled(&self) -> bool {

@@ -1420,8 +1420,14 @@ impl Session {
     /// (`Pacer::handle_sent` keeps the pacer's view of those current).
     pub fn handle_written(&mut self, now: Instant) -> bool {
         // Probes plan padding across all queues, and the first timeout of a
-        // stream needs its media (`StreamTx::handle_timeout`).
-        if self.rtp_closing || self.srtp_tx.is_none() || self.pacer.active_cluster().is_some() {
+        // stream needs its media (`StreamTx::handle_timeout`). Raw-packet
+        // capture queues an event per sent packet, which only the whole
+        // event walk delivers (`Readiness::written_sendable` skips it).
+        if self.rtp_closing
+            || self.srtp_tx.is_none()
+            || self.pacer.active_cluster().is_some()
+            || self.raw_packets.is_some()
+        {
             return false;
         }
         let Some(written) = self.streams.take_written(now) else {

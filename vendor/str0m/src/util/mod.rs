@@ -138,6 +138,7 @@ mod rtt_tests {
         assert_eq!(calculate_rtt(now, 0x10, 0xb710_7ff1), Some(Duration::ZERO));
         assert_eq!(calculate_rtt(now, 0, 0xb710_8002), Some(Duration::ZERO));
         // Further below zero, the report does not fit this clock.
+        assert_eq!(calculate_rtt(now, 0, 0xb710_8003), None);
         assert_eq!(calculate_rtt(now, 0x0001_0000, 0xb710_8000), None);
     }
 

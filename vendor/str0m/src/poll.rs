@@ -427,6 +427,15 @@ mod tests {
         }
     }
 
+    /// A nominated pair, as ICE would give, so `poll_output` transmits.
+    fn give_send_addr(rtc: &mut Rtc) {
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: crate::net::Protocol::Udp,
+            source: "127.0.0.1:1000".parse().unwrap(),
+            destination: "127.0.0.1:2000".parse().unwrap(),
+        });
+    }
+
     /// An idle connection past its first timeout (which schedules the
     /// reports), and the time 1 ms after that.
     fn settled_rtc() -> (Rtc, Instant) {
@@ -575,11 +584,7 @@ mod tests {
         rtc.bwe().reset(estimate);
         // Sent through `poll_output`, as an application does, so the walks
         // after written-only timeouts are the transmit-only ones.
-        rtc.send_addr = Some(crate::SendAddr {
-            proto: crate::net::Protocol::Udp,
-            source: "127.0.0.1:1000".parse().unwrap(),
-            destination: "127.0.0.1:2000".parse().unwrap(),
-        });
+        give_send_addr(&mut rtc);
         rtc.handle_input(Input::Timeout(now)).unwrap();
         poll_to_timeout(&mut rtc);
         let full_at_start = rtc.full_timeout_polls;
@@ -620,7 +625,11 @@ mod tests {
             rtc.full_timeout_polls - full_at_start
         );
         // 600 written, paced at the estimate.
-        let expected = if estimate > Bitrate::mbps(2) { 500 } else { 180 };
+        let expected = if estimate > Bitrate::mbps(2) {
+            500
+        } else {
+            180
+        };
         assert!(sent >= expected, "the packets went out: {sent}");
         assert!(rtc.written_only_timeouts > 200);
         let full = rtc.full_timeout_polls - full_at_start;
@@ -660,11 +669,7 @@ mod tests {
     #[test]
     fn a_written_only_timeout_walks_only_the_transmit_end() {
         let (mut rtc, now) = settled_rtc();
-        rtc.send_addr = Some(crate::SendAddr {
-            proto: crate::net::Protocol::Udp,
-            source: "127.0.0.1:1000".parse().unwrap(),
-            destination: "127.0.0.1:2000".parse().unwrap(),
-        });
+        give_send_addr(&mut rtc);
         poll_to_timeout(&mut rtc);
         write(&mut rtc, 42, 1, now);
         poll_to_timeout(&mut rtc);
@@ -687,11 +692,7 @@ mod tests {
     #[test]
     fn raw_packet_capture_keeps_the_full_timeout_and_walk() {
         let (mut rtc, now) = settled_rtc_with(Rtc::builder().enable_raw_packets(true));
-        rtc.send_addr = Some(crate::SendAddr {
-            proto: crate::net::Protocol::Udp,
-            source: "127.0.0.1:1000".parse().unwrap(),
-            destination: "127.0.0.1:2000".parse().unwrap(),
-        });
+        give_send_addr(&mut rtc);
         poll_to_timeout(&mut rtc);
         write(&mut rtc, 42, 1, now);
         poll_to_timeout(&mut rtc);

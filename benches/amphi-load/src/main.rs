@@ -19,13 +19,17 @@
 //! 5 × 1,200-byte packets, a 30-packet keyframe every 3 s: ~158 packets/s)
 //! and Opus at 50 packets/s. Every payload ends with its send time, so
 //! subscribers measure one-way latency (both ends must share a clock: run
-//! it on the server's machine, or with synchronised clocks).
+//! it on the server's machine, or with synchronised clocks): once up to the
+//! moment this process handles the packet, once up to its arrival in the
+//! socket (the kernel's receive stamp, which is also the arrival str0m puts
+//! in the TWCC feedback, see `arrival.rs`).
 //!
 //! Time line: participants join in batches (`--ramp-batch` every
 //! `--ramp-interval`), then once everyone receives everything (or
 //! `--ready-timeout`) a `--warmup`, then the measurement window
 //! (`--duration`), then everyone leaves. Only the window is counted.
 
+mod arrival;
 mod peer;
 mod procfs;
 mod scenario;
@@ -329,8 +333,6 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
     let sfu_drops = b.server_port.map(|p| port_drops(&mut std::iter::once(p)));
     let load_drops = port_drops(&mut b.local_ports.iter().copied());
     let sent = b.tx_packets.saturating_sub(a.tx_packets);
-    let latency = b.latency.since(&a.latency);
-    let ms = |q: f64| latency.quantile_us(q).map(|us| us as f64 / 1000.0);
     let sfu_cpu = match (cpu_a, cpu_b) {
         (Some(x), Some(y)) => Some(y - x),
         _ => None,
@@ -380,14 +382,8 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         out_of_order_packets: backwards,
         sfu_udp_receive_drops: sfu_drops,
         loadgen_udp_receive_drops: load_drops,
-        latency_ms: Latency {
-            p50: ms(0.5),
-            p90: ms(0.9),
-            p99: ms(0.99),
-            p999: ms(0.999),
-            max: (b.latency.count() > 0).then(|| b.latency.max_us() as f64 / 1000.0),
-            samples: latency.count(),
-        },
+        latency_ms: Latency::between(&a.latency, &b.latency),
+        arrival_latency_ms: Latency::between(&a.arrival_latency, &b.arrival_latency),
         sfu_pid: cli.server_pid,
         sfu_cpu_seconds: sfu_cpu,
         sfu_cpu_utilisation: sfu_cpu.map(|c| c / window),

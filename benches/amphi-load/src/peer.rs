@@ -13,6 +13,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use tracing::debug;
 
+use crate::arrival;
+
 /// Largest datagram read; anything longer is cut (and then refused).
 const UDP_BUF: usize = 2048;
 
@@ -115,6 +117,8 @@ impl Peer {
         let sub_std = StdUdpSocket::bind((ip, 0))?;
         pub_std.set_nonblocking(true)?;
         sub_std.set_nonblocking(true)?;
+        arrival::enable(&pub_std)?;
+        arrival::enable(&sub_std)?;
         let now = Instant::now();
         let participant = Participant::new(
             token_jwt,
@@ -251,11 +255,15 @@ impl Peer {
                 Connection::Publisher => &self.pub_sock,
                 Connection::Subscriber => &self.sub_sock,
             };
-            match sock.recv_from(buf) {
-                Ok((n, from)) => {
+            match arrival::recv(sock, buf) {
+                Ok((n, from, arrived)) => {
                     let data = buf.get(..n.min(UDP_BUF)).unwrap_or_default();
+                    let now = Instant::now();
+                    let at = arrived.map_or(now, |a| {
+                        arrival::instant(a, now, amphi_client::synth::unix_micros())
+                    });
                     self.participant
-                        .handle_datagram(Instant::now(), from, local, data);
+                        .handle_datagram_arrived(at, arrived, from, local, data);
                     n_read += 1;
                     // Send what the packet caused (RTCP, STUN answers) now
                     // and then, not only after a long burst.

@@ -1,6 +1,7 @@
 //! The result of a run: printed for people, written as JSON for the
 //! benchmark suite (`benches/run`, `benches/report`).
 
+use amphi_client::LatencyHistogram;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -12,6 +13,23 @@ pub struct Latency {
     /// Largest over the whole run (not only the window).
     pub max: Option<f64>,
     pub samples: u64,
+}
+
+impl Latency {
+    /// Percentiles of what `b` recorded after `a` (two snapshots of one
+    /// growing histogram); `max` is `b`'s.
+    pub fn between(a: &LatencyHistogram, b: &LatencyHistogram) -> Latency {
+        let window = b.since(a);
+        let ms = |q: f64| window.quantile_us(q).map(|us| us as f64 / 1000.0);
+        Latency {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: (b.count() > 0).then(|| b.max_us() as f64 / 1000.0),
+            samples: window.count(),
+        }
+    }
 }
 
 /// Field names and meanings are documented in docs/benchmarks.md.
@@ -64,6 +82,11 @@ pub struct Summary {
     /// One-way, publisher send → subscriber receive, in milliseconds
     /// (both ends on this machine's clock).
     pub latency_ms: Latency,
+    /// One-way, publisher send → arrival in the subscriber's socket (the
+    /// kernel's receive stamp): what the server adds on a zero-latency
+    /// network, without the time a datagram then waits for the load
+    /// generator. This is the latency the target is about.
+    pub arrival_latency_ms: Latency,
     pub sfu_pid: Option<u32>,
     pub sfu_cpu_seconds: Option<f64>,
     /// Fraction of one core the server used during the window.
@@ -135,6 +158,15 @@ impl Summary {
             opt(self.latency_ms.p999, " ms"),
             opt(self.latency_ms.max, " ms"),
             self.latency_ms.samples
+        );
+        println!(
+            "  at socket    p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
+            opt(self.arrival_latency_ms.p50, " ms"),
+            opt(self.arrival_latency_ms.p90, " ms"),
+            opt(self.arrival_latency_ms.p99, " ms"),
+            opt(self.arrival_latency_ms.p999, " ms"),
+            opt(self.arrival_latency_ms.max, " ms"),
+            self.arrival_latency_ms.samples
         );
         if self.sfu_pid.is_some() {
             println!(

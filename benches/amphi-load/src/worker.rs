@@ -71,6 +71,7 @@ pub struct Snapshot {
     pub tx_packets: u64,
     pub udp_send_drops: u64,
     pub latency: LatencyHistogram,
+    pub arrival_latency: LatencyHistogram,
     /// Packets received so far by each participant that should receive
     /// media, by participant index.
     pub per_receiver: Vec<(usize, u64)>,
@@ -95,6 +96,7 @@ impl Snapshot {
         self.tx_packets += o.tx_packets;
         self.udp_send_drops += o.udp_send_drops;
         self.latency.merge(&o.latency);
+        self.arrival_latency.merge(&o.arrival_latency);
         self.per_receiver.extend_from_slice(&o.per_receiver);
         self.ready += o.ready;
         self.failed += o.failed;
@@ -316,6 +318,8 @@ impl Worker {
             s.tx_packets += p.sent_packets();
             s.udp_send_drops += p.udp_send_drops;
             s.latency.merge(&p.participant.stats().latency);
+            s.arrival_latency
+                .merge(&p.participant.stats().arrival_latency);
             s.keyframe_requests += p.participant.stats().keyframe_requests;
             for conn in [Connection::Publisher, Connection::Subscriber] {
                 s.local_ports.push(p.participant.local_addr(conn).port());

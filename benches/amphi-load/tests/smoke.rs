@@ -81,6 +81,19 @@ fn lecture_1_to_20_loses_nothing() {
     assert_eq!(n("lost_packets"), 0, "{context}");
     assert_eq!(r["loss_ratio"].as_f64(), Some(0.0), "{context}");
     assert!(r["latency_ms"]["p50"].as_f64().is_some(), "{context}");
+    // Every packet measured also has the kernel's arrival stamp, and it
+    // cannot be later than the moment the packet was handled.
+    let arrival = &r["arrival_latency_ms"];
+    assert_eq!(
+        arrival["samples"].as_u64(),
+        r["latency_ms"]["samples"].as_u64(),
+        "{context}"
+    );
+    let (at_socket, handled) = (arrival["p50"].as_f64(), r["latency_ms"]["p50"].as_f64());
+    assert!(
+        at_socket.is_some_and(|a| handled.is_some_and(|h| a <= h)),
+        "{context}"
+    );
     for key in [
         "sfu_cpu_seconds",
         "sfu_rss_bytes",

@@ -298,6 +298,9 @@ pub struct Participant {
     next_ping: Option<Instant>,
     ping_sent: Option<Instant>,
     now: Instant,
+    /// When the datagram being handled reached its socket (the kernel's
+    /// receive stamp, Unix µs), if the driver knows.
+    arrived_unix_us: Option<u64>,
     seed: RandomState,
 }
 
@@ -397,6 +400,7 @@ impl Participant {
             next_ping: None,
             ping_sent: None,
             now,
+            arrived_unix_us: None,
             seed: RandomState::new(),
         })
     }
@@ -485,6 +489,38 @@ impl Participant {
     /// A datagram arrived on the socket bound to `destination`. Returns
     /// whether a connection took it; garbage is counted and dropped.
     pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        self.handle_datagram_arrived(now, None, source, destination, datagram)
+    }
+
+    /// [`Self::handle_datagram`], for a driver that knows when the datagram
+    /// reached its socket (`arrived_unix_us`, the kernel's receive stamp).
+    /// `now` may then be that moment, earlier than the last one given: str0m
+    /// takes it as the packet's arrival for the bandwidth feedback, as a
+    /// browser stamps packets when its network thread reads them.
+    /// A stamped packet's latency up to that moment also goes to
+    /// [`ClientStats::arrival_latency`]: the path through the server,
+    /// without the time the datagram then waited for this process.
+    pub fn handle_datagram_arrived(
+        &mut self,
+        now: Instant,
+        arrived_unix_us: Option<u64>,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        self.arrived_unix_us = arrived_unix_us;
+        let taken = self.handle_one_datagram(now, source, destination, datagram);
+        self.arrived_unix_us = None;
+        taken
+    }
+
+    fn handle_one_datagram(
         &mut self,
         now: Instant,
         source: SocketAddr,
@@ -1123,6 +1159,11 @@ impl Participant {
             c.latency_sum_us += lat;
             c.latency_max_us = c.latency_max_us.max(lat);
             self.stats.latency.record(lat);
+            if let Some(arrived) = self.arrived_unix_us {
+                self.stats
+                    .arrival_latency
+                    .record(arrived.saturating_sub(stamp));
+            }
         }
     }
 

@@ -62,6 +62,10 @@ pub struct ClientStats {
     /// One-way latency of every stamped packet received, from any
     /// publisher (for percentiles: the load generator reads it).
     pub latency: crate::latency::LatencyHistogram,
+    /// The same, up to the datagram's arrival in this participant's socket,
+    /// for packets whose driver gave an arrival stamp
+    /// ([`crate::Participant::handle_datagram_arrived`]).
+    pub arrival_latency: crate::latency::LatencyHistogram,
     /// Classroom messages (chat, room state, moderation), in order.
     pub classroom: Vec<amphi_protocol::ServerMessage>,
     /// The latest `connection_quality` list, and how many were received.

@@ -150,24 +150,20 @@ impl Summary {
                 .map_or_else(|| "n/a".to_string(), |d| d.to_string()),
             self.loadgen_udp_receive_drops
         );
-        println!(
-            "latency        p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
-            opt(self.latency_ms.p50, " ms"),
-            opt(self.latency_ms.p90, " ms"),
-            opt(self.latency_ms.p99, " ms"),
-            opt(self.latency_ms.p999, " ms"),
-            opt(self.latency_ms.max, " ms"),
-            self.latency_ms.samples
-        );
-        println!(
-            "  at socket    p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
-            opt(self.arrival_latency_ms.p50, " ms"),
-            opt(self.arrival_latency_ms.p90, " ms"),
-            opt(self.arrival_latency_ms.p99, " ms"),
-            opt(self.arrival_latency_ms.p999, " ms"),
-            opt(self.arrival_latency_ms.max, " ms"),
-            self.arrival_latency_ms.samples
-        );
+        for (label, l) in [
+            ("latency     ", &self.latency_ms),
+            ("  at socket ", &self.arrival_latency_ms),
+        ] {
+            println!(
+                "{label}   p50 {} p90 {} p99 {} p99.9 {} max {} ({} samples)",
+                opt(l.p50, " ms"),
+                opt(l.p90, " ms"),
+                opt(l.p99, " ms"),
+                opt(l.p999, " ms"),
+                opt(l.max, " ms"),
+                l.samples
+            );
+        }
         if self.sfu_pid.is_some() {
             println!(
                 "server         cpu {} ({} of a core), {} per packet, {} packets/cpu-s = {} streams/core",

@@ -28,15 +28,6 @@ const MAX_VALID_RATIO: f64 = 2.0;
 /// Matches WebRTC's `kMinRatioForUnsaturatedLink`.
 const MIN_RATIO_FOR_UNSATURATED_LINK: f64 = 0.9;
 
-/// Amphi patch: a probe that left at under this share of its target rate
-/// and arrived as fast as it left measured how fast the sender got to it,
-/// not the path. libwebrtc's pacer has a thread of its own and sends probes
-/// on time; a sans-IO `Rtc` sends them when its driver serves its timeouts,
-/// and a driver busy with hundreds of connections serves them late. Taken
-/// as a result, such a probe set the estimate to what the sender managed
-/// (a probe result sets it directly) and capped it as the link's capacity.
-const MIN_SEND_RATIO: f64 = 0.8;
-
 /// Target utilization when we believe we've found the true capacity.
 /// Matches WebRTC's `kTargetUtilizationFraction`.
 const TARGET_UTILIZATION_FRACTION: f64 = 0.95;
@@ -392,12 +383,6 @@ impl ProbeEstimatorState {
             };
         }
 
-        let unsaturated = recv_rate >= send_rate * MIN_RATIO_FOR_UNSATURATED_LINK;
-        let target = self.config.target_bitrate();
-        if unsaturated && send_rate.as_f64() < target.as_f64() * MIN_SEND_RATIO {
-            return ProbeResult::SentTooSlowly { send_rate, target };
-        }
-
         // Match WebRTC semantics:
         // - estimate is the min(send_rate, recv_rate)
         // - if recv_rate is significantly lower than send_rate, assume saturation and
@@ -434,8 +419,6 @@ enum ProbeResult {
     RecvIntervalInvalid { interval: Duration },
     /// Invalid receive/send ratio (recv_rate / send_rate too high)
     InvalidSendReceiveRatio { ratio: f64, limit: f64 },
-    /// Sent well under the target rate, and not held back by the path
-    SentTooSlowly { send_rate: Bitrate, target: Bitrate },
     /// Calculated data size is zero
     InvalidDataSize,
     /// Missing timing information
@@ -475,9 +458,6 @@ impl fmt::Display for ProbeResult {
             }
             ProbeResult::InvalidSendReceiveRatio { ratio, limit } => {
                 write!(f, "invalid receive/send ratio ({ratio:.3} > {limit:.3})")
-            }
-            ProbeResult::SentTooSlowly { send_rate, target } => {
-                write!(f, "sent too slowly ({send_rate} for a target of {target})")
             }
             ProbeResult::InvalidDataSize => write!(f, "invalid data size"),
             ProbeResult::MissingTimingInfo => write!(f, "missing timing info"),
@@ -613,50 +593,6 @@ mod test {
             "probe should be rejected by ratio validation, got: {:?}",
             results
         );
-    }
-
-    /// Five 1,200-byte probe packets of a 2 Mbit/s cluster, sent `gap`
-    /// apart and received `recv_gap` apart.
-    fn cluster_sent(id: u64, gap: Duration, recv_gap: Duration) -> Vec<TwccSendRecord> {
-        let cluster: TwccClusterId = id.into();
-        let base = Instant::now();
-        (0..5u32)
-            .map(|i| {
-                let seq: TwccSeq = (5000 + id * 10 + u64::from(i)).into();
-                crate::rtp_::TwccSendRecord::test_new(
-                    TwccPacketId::with_cluster(seq, cluster),
-                    base + gap * i,
-                    1200,
-                    base + gap * i,
-                    Some(base + Duration::from_millis(1) + recv_gap * i),
-                )
-            })
-            .collect()
-    }
-
-    fn estimate_of(id: u64, records: &[TwccSendRecord]) -> Option<Bitrate> {
-        let mut estimator = ProbeEstimator::new();
-        let config = ProbeClusterConfig::new(id.into(), Bitrate::mbps(2), ProbeKind::Initial);
-        estimator.probe_start(config, Instant::now());
-        let result = estimator.update(records.iter()).last().map(|(_, b)| b);
-        result
-    }
-
-    #[test]
-    fn a_probe_sent_late_and_received_as_sent_is_no_result() {
-        // 2 Mbit/s wants a 1,200-byte packet every 4.8 ms. At 5 ms the
-        // probe is on time; at 15 ms (0.64 Mbit/s) the sender fell behind,
-        // and the path kept up with what it got.
-        let ms = Duration::from_millis;
-        let on_time = estimate_of(11, &cluster_sent(11, ms(5), ms(5)));
-        let rate = on_time.expect("a probe sent on time is a result");
-        assert!(rate.as_f64() > 1.8e6, "{rate}");
-        assert_eq!(estimate_of(12, &cluster_sent(12, ms(15), ms(15))), None);
-        // Sent late and received later still: the path held it back, which
-        // is a result whatever the sender managed.
-        let held = estimate_of(13, &cluster_sent(13, ms(15), ms(30)));
-        let rate = held.expect("a saturated path is a result");
-        assert!(rate.as_f64() < 0.4e6, "{rate}");
     }
 
     #[test]

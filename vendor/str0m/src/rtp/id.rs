@@ -49,19 +49,18 @@ macro_rules! str_id {
 
         impl<'a> From<&'a str> for $id {
             fn from(v: &'a str) -> Self {
-                let v = v
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect::<String>();
-
-                let bytes = v.as_bytes();
-                let bytes = &bytes[0..$num.min(bytes.len())];
-
-                // pad with space.
+                // Every non-alphanumeric becomes '_', so each char is one
+                // byte; written straight into the array because a mid comes
+                // with every RTP packet, and a String per packet was an
+                // allocation per packet. The rest is padded with spaces.
                 let mut array = [b' '; $num];
-
-                let max = bytes.len().min(array.len());
-                (&mut array[0..max]).copy_from_slice(bytes);
+                for (b, c) in array.iter_mut().zip(v.chars()) {
+                    *b = if c.is_ascii_alphanumeric() {
+                        c as u8
+                    } else {
+                        b'_'
+                    };
+                }
 
                 $id(array)
             }
@@ -370,5 +369,21 @@ impl MidRid {
 
     pub fn special_equals(&self, other: &MidRid) -> bool {
         self.0 == other.0 && (self.1.is_none() || self.1 == other.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_keep_alphanumerics_replace_the_rest_and_truncate() {
+        assert_eq!(&*Mid::from("0"), "0");
+        assert_eq!(&*Mid::from("video-1"), "video_1");
+        // Non-ASCII letters are not ASCII alphanumerics: one '_' per char.
+        assert_eq!(&*Mid::from("ü1"), "_1");
+        assert_eq!(&*Rid::from("abcdefghij"), "abcdefgh");
+        assert_eq!(&*Rid::from(""), "");
+        assert_eq!(Mid::from("a b"), Mid::from("a_b"));
     }
 }

@@ -7,22 +7,33 @@
 //! yet show in the benchmarks; see docs/benchmarks.md). Here setting,
 //! clearing and popping a deadline cost O(log n), and the soonest is O(1)
 //! to read.
+//!
+//! The queue is a binary heap in which a deadline that moved stays behind
+//! as a stale entry, dropped when it reaches the top or in a sweep once
+//! stale entries outnumber the live ones. Unlike a tree, whose nodes are
+//! allocated and freed as deadlines move, the heap allocates nothing once
+//! it has grown to its working size: a deadline moves once per forwarded
+//! packet.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
 use std::time::Instant;
 
 /// One deadline per key; setting a key again replaces its deadline.
 #[derive(Debug)]
 pub struct Timers<K> {
-    queue: BTreeSet<(Instant, K)>,
+    /// Every deadline set and not yet popped or swept, some of them stale.
+    /// Invariant: the top is live (or the heap is empty).
+    queue: BinaryHeap<Reverse<(Instant, K)>>,
+    /// The live deadline of each key.
     at: HashMap<K, Instant>,
 }
 
-impl<K> Default for Timers<K> {
+impl<K: Ord> Default for Timers<K> {
     fn default() -> Self {
         Timers {
-            queue: BTreeSet::new(),
+            queue: BinaryHeap::new(),
             at: HashMap::new(),
         }
     }
@@ -38,29 +49,43 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         if old == at {
             return;
         }
-        if let Some(old) = old {
-            self.queue.remove(&(old, key));
-        }
         if let Some(at) = at {
-            self.queue.insert((at, key));
+            self.queue.push(Reverse((at, key)));
+        }
+        // The old entry is stale now; it may have been the top.
+        self.drop_stale_top();
+        if self.queue.len() > 2 * self.at.len() + 64 {
+            let at = &self.at;
+            self.queue
+                .retain(|Reverse((when, key))| at.get(key) == Some(when));
         }
     }
 
     /// The soonest deadline.
     pub fn next(&self) -> Option<Instant> {
-        self.queue.first().map(|(at, _)| *at)
+        self.queue.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Takes the soonest key whose deadline is at or before `now`, clearing
     /// its deadline.
     pub fn pop_due(&mut self, now: Instant) -> Option<K> {
-        let (at, key) = *self.queue.first()?;
+        let Reverse((at, key)) = *self.queue.peek()?;
         if at > now {
             return None;
         }
-        self.queue.pop_first();
+        self.queue.pop();
         self.at.remove(&key);
+        self.drop_stale_top();
         Some(key)
+    }
+
+    fn drop_stale_top(&mut self) {
+        while let Some(Reverse((when, key))) = self.queue.peek() {
+            if self.at.get(key) == Some(when) {
+                break;
+            }
+            self.queue.pop();
+        }
     }
 }
 
@@ -119,5 +144,50 @@ mod tests {
             popped.push(k);
         }
         assert_eq!(popped, (0..100).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn moving_deadlines_keep_the_queue_bounded() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut timers = Timers::default();
+        // Ten keys whose deadlines move later, and back earlier, many times:
+        // every move leaves a stale entry behind.
+        for round in 0..10_000u64 {
+            let k = round % 10;
+            timers.set(k, Some(t0 + ms(1_000 + (round * 7919) % 500)));
+        }
+        assert!(
+            timers.queue.len() <= 2 * 10 + 64 + 1,
+            "stale entries are swept: {}",
+            timers.queue.len()
+        );
+        // Each key pops once, at its last deadline, in deadline order.
+        let mut popped = Vec::new();
+        let mut last = t0;
+        while let Some(at) = timers.next() {
+            assert!(at >= last);
+            last = at;
+            popped.push(timers.pop_due(at).expect("due"));
+        }
+        popped.sort_unstable();
+        assert_eq!(popped, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_key_set_back_to_an_old_deadline_pops_once() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut timers = Timers::default();
+        timers.set('a', Some(t0 + ms(10)));
+        timers.set('a', Some(t0 + ms(20)));
+        timers.set('a', Some(t0 + ms(10)));
+        assert_eq!(timers.pop_due(t0 + ms(30)), Some('a'));
+        assert_eq!(
+            timers.pop_due(t0 + ms(30)),
+            None,
+            "its older entries are stale"
+        );
+        assert_eq!(timers.next(), None);
     }
 }

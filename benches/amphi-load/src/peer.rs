@@ -172,6 +172,7 @@ impl Peer {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_send_drops += 1,
                         Err(e) => debug!(dest = %t.destination, "udp send: {e}"),
                     }
+                    str0m::net::recycle(t.contents);
                 }
                 Output::Signal(m) => {
                     if self.ws_open {

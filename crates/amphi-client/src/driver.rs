@@ -258,6 +258,7 @@ impl Client {
                         Some(s) => s.send(&t.contents),
                         None => debug!(source = %t.source, "transmit from unknown address"),
                     }
+                    str0m::net::recycle(t.contents);
                 }
                 Output::Transmit(t) => {
                     let sock = if t.source == self.participant.local_addr(Connection::Publisher) {
@@ -273,6 +274,7 @@ impl Client {
                         Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_send_drops += 1,
                         Err(e) => debug!(dest = %t.destination, "udp send: {e}"),
                     }
+                    str0m::net::recycle(t.contents);
                 }
                 Output::Signal(m) => {
                     if self.ws_open {

@@ -451,6 +451,7 @@ impl MediaLoop {
                         // The connection closed; ICE notices the silence.
                         debug!(destination = %t.destination, "no ICE-TCP connection: dropped");
                     }
+                    str0m::net::recycle(t.contents);
                 }
                 Output::Transmit(t) => {
                     self.observer.sent(t.contents.len());

@@ -162,7 +162,11 @@ impl Sender {
                 }
             }
         }
-        self.queue.clear();
+        // The buffers go back to str0m, which encrypts the next packets
+        // into them instead of allocating (this is the media thread).
+        for t in self.queue.drain(..) {
+            str0m::net::recycle(t.contents);
+        }
     }
 }
 

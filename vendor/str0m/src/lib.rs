@@ -867,7 +867,9 @@ pub mod error;
 
 /// Network related types to get socket data in/out of [`Rtc`].
 pub mod net {
-    pub use crate::io::{DatagramRecv, DatagramSend, Protocol, Receive, TcpType, Transmit};
+    pub use crate::io::{
+        DatagramRecv, DatagramSend, Protocol, Receive, TcpType, Transmit, recycle,
+    };
 }
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");

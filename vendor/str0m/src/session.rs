@@ -126,6 +126,8 @@ pub(crate) struct Session {
 
     feedback_tx: VecDeque<Rtcp>,
     feedback_rx: VecDeque<Rtcp>,
+    /// `feedback_rx` split into reports, kept to reuse its allocation.
+    feedback_fb: Vec<RtcpFb>,
     rtp_closing: bool,
 
     /// Amphi patch: the soonest deadline of everything but packets written
@@ -226,6 +228,7 @@ impl Session {
             vp9_packetizer_mode: config.vp9_packetizer_mode,
             feedback_tx: VecDeque::new(),
             feedback_rx: VecDeque::new(),
+            feedback_fb: Vec::new(),
             rtp_closing: false,
             others_at: Some(already_happened()),
             fixed_at: (Some(already_happened()), Reason::NotHappening),
@@ -929,6 +932,7 @@ impl Session {
         let unprotected = srtp.unprotect_rtcp(buf)?;
 
         Rtcp::read_packet(&unprotected, &mut self.feedback_rx);
+        crate::io::recycle::put(unprotected);
         let mut need_configure_pacer = false;
         let mut may_move_timeout = false;
 
@@ -938,7 +942,9 @@ impl Session {
             }
         }
 
-        for fb in RtcpFb::from_rtcp(self.feedback_rx.drain(..)) {
+        let mut reports = std::mem::take(&mut self.feedback_fb);
+        RtcpFb::from_rtcp_into(self.feedback_rx.drain(..), &mut reports);
+        for fb in reports.drain(..) {
             if let RtcpFb::AppSpecificFeedback(asf) = fb {
                 self.pending_app_feedback = Some(AppSpecificFeedback {
                     sender_ssrc: asf.sender_ssrc,
@@ -1006,6 +1012,7 @@ impl Session {
                 stream.handle_rtcp(now, fb);
             }
         }
+        self.feedback_fb = reports;
 
         // Not in the above if due to lifetime issues, still okay because the method
         // doesn't do anything when BWE isn't configured.

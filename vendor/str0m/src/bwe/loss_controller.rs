@@ -2,6 +2,8 @@ use std::cmp::max;
 use std::cmp::min;
 use std::time::{Duration, Instant};
 
+use arrayvec::ArrayVec;
+
 use super::macros::log_inherent_loss;
 use super::macros::log_loss_based_bitrate_estimate;
 use super::macros::log_loss_bw_limit_in_window;
@@ -9,6 +11,12 @@ use crate::rtp_::TwccSendRecord;
 use crate::{Bitrate, DataSize};
 
 use super::time::{TimeDelta, Timestamp};
+
+/// The configured factors of the current estimate that are candidates.
+const CANDIDATE_FACTORS: usize = 3;
+/// Those, plus the delay-based estimate, the acknowledged rate and the
+/// backed-off delay-based estimate.
+const MAX_CANDIDATES: usize = CANDIDATE_FACTORS + 3;
 
 /// Loss controller based on libWebRTC's `LossBasedBweV2`.
 ///
@@ -488,8 +496,9 @@ impl LossController {
         true
     }
 
-    fn get_candidates(&self) -> Vec<ChannelParameters> {
-        let mut bandwidths = vec![];
+    fn get_candidates(&self) -> ArrayVec<ChannelParameters, MAX_CANDIDATES> {
+        // On the stack: this runs for every TWCC report.
+        let mut bandwidths = ArrayVec::<f64, MAX_CANDIDATES>::new();
 
         let current = self.current_estimate.loss_limited_bandwidth;
 
@@ -523,7 +532,7 @@ impl LossController {
             );
         }
 
-        let mut candidates = Vec::with_capacity(bandwidths.len());
+        let mut candidates = ArrayVec::new();
 
         for bandwidth in bandwidths.iter_mut() {
             let mut candidate = self.current_estimate;
@@ -878,7 +887,7 @@ struct Config {
     not_increase_if_inherent_loss_less_than_average_loss: bool,
     delayed_increase_window: Duration,
     bandwidth_rampup_upper_bound_factor: f64,
-    candidate_factor: [f64; 3],
+    candidate_factor: [f64; CANDIDATE_FACTORS],
     append_acknowledged_rate_candidate: bool,
     append_delay_based_estimate_candidate: bool,
     bandwidth_backoff_lower_bound_factor: f64,
@@ -1082,6 +1091,20 @@ impl Default for Config {
             bandwidth_rampup_hold_threshold: 1.3,
             bandwidth_rampup_upper_bound_factor_in_hold: 1.2,
         }
+    }
+}
+
+impl PacketResult for TwccSendRecord {
+    fn local_send_time(&self) -> Instant {
+        TwccSendRecord::local_send_time(self)
+    }
+
+    fn size(&self) -> DataSize {
+        TwccSendRecord::size(self).into()
+    }
+
+    fn lost(&self) -> bool {
+        self.remote_recv_time().is_none()
     }
 }
 

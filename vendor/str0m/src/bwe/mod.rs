@@ -145,6 +145,11 @@ struct SendSideBandwidthEstimator {
     alr_detector: AlrDetector,
     link_capacity_estimator: LinkCapacityEstimator,
     last_updated_estimate: Option<Bitrate>,
+    // A TWCC report's records and acknowledged packets, kept so the next
+    // report reuses their allocations: a report comes every ~50-100 ms on
+    // each connection.
+    records_scratch: Vec<TwccSendRecord>,
+    acked_scratch: Vec<AckedPacket>,
 }
 
 impl SendSideBandwidthEstimator {
@@ -168,6 +173,8 @@ impl SendSideBandwidthEstimator {
             alr_detector,
             link_capacity_estimator: LinkCapacityEstimator::new(),
             last_updated_estimate: None,
+            records_scratch: Vec::new(),
+            acked_scratch: Vec::new(),
         }
     }
 
@@ -189,7 +196,22 @@ impl SendSideBandwidthEstimator {
 
     /// Record a packet from a TWCC report.
     pub fn update<'t>(&mut self, records: impl Iterator<Item = &'t TwccSendRecord>, now: Instant) {
-        let send_records: Vec<_> = records.collect();
+        let mut send_records = std::mem::take(&mut self.records_scratch);
+        let mut acked_packets = std::mem::take(&mut self.acked_scratch);
+        send_records.clear();
+        acked_packets.clear();
+        send_records.extend(records.copied());
+        self.update_from(&send_records, &mut acked_packets, now);
+        self.records_scratch = send_records;
+        self.acked_scratch = acked_packets;
+    }
+
+    fn update_from(
+        &mut self,
+        send_records: &[TwccSendRecord],
+        acked_packets: &mut Vec<AckedPacket>,
+        now: Instant,
+    ) {
         if send_records.is_empty() {
             return;
         }
@@ -197,7 +219,7 @@ impl SendSideBandwidthEstimator {
 
         // Feed records to probe estimator for analysis and process any new probe results
         let mut latest_probe_result = None;
-        for (config, bitrate) in self.probe_estimator.update(send_records.iter().copied()) {
+        for (config, bitrate) in self.probe_estimator.update(send_records.iter()) {
             latest_probe_result = Some(bitrate);
 
             // Update link capacity estimator for every successful ALR probe, not just the latest.
@@ -209,14 +231,12 @@ impl SendSideBandwidthEstimator {
             }
         }
 
-        let mut acked_packets = vec![];
-
         let mut max_rtt = None;
         let mut count = 0;
         let mut lost = 0;
         for record in send_records.iter() {
             count += 1;
-            let Ok(acked_packet) = (*record).try_into() else {
+            let Ok(acked_packet) = record.try_into() else {
                 lost += 1;
                 continue;
             };
@@ -240,7 +260,7 @@ impl SendSideBandwidthEstimator {
         // Update delay controller with the latest probe result
         let maybe_estimate =
             self.delay_controller
-                .update(&acked_packets, acked_bitrate, probe_result, now);
+                .update(acked_packets, acked_bitrate, probe_result, now);
 
         let Some(delay_estimate) = maybe_estimate else {
             return;
@@ -270,7 +290,7 @@ impl SendSideBandwidthEstimator {
 
         // This corresponds to UpdateLossBasedEstimator + UpdateEstimate
         self.loss_controller
-            .update_bandwidth_estimate(&send_records, delay_estimate);
+            .update_bandwidth_estimate(send_records, delay_estimate);
 
         // Loss-based result is capped by delay_based_limit
         let loss_result = self.loss_controller.loss_based_result();

@@ -295,8 +295,9 @@ impl SrtpContext {
                 // HMAC_TAG_LEN is 10, CTR_BUFFER_PADDING is 15, so we need 5 extra bytes
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
-                let mut output =
-                    vec![0_u8; buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed];
+                let mut output = crate::io::recycle::zeroed(
+                    buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed,
+                );
 
                 enc.encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
@@ -318,7 +319,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes128Gcm::TAG_LEN];
+                let mut output = crate::io::recycle::zeroed(buf.len() + AeadAes128Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -334,7 +335,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes256Gcm::TAG_LEN];
+                let mut output = crate::io::recycle::zeroed(buf.len() + AeadAes256Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -487,7 +488,7 @@ impl SrtpContext {
                 // SRTCP_INDEX_LEN + HMAC_TAG_LEN is 14, CTR_BUFFER_PADDING is 15, so we need 1 extra byte
                 let padding_needed = CTR_BUFFER_PADDING
                     .saturating_sub(SRTCP_INDEX_LEN + Aes128CmSha1_80::HMAC_TAG_LEN);
-                let mut output = vec![0_u8; final_size + padding_needed];
+                let mut output = crate::io::recycle::zeroed(final_size + padding_needed);
 
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
@@ -511,7 +512,9 @@ impl SrtpContext {
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..12].copy_from_slice(&e_and_si.to_be_bytes());
 
-                let mut output = vec![0_u8; buf.len() + SRTCP_INDEX_LEN + AeadAes128Gcm::TAG_LEN];
+                let mut output = crate::io::recycle::zeroed(
+                    buf.len() + SRTCP_INDEX_LEN + AeadAes128Gcm::TAG_LEN,
+                );
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
 
@@ -533,7 +536,9 @@ impl SrtpContext {
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..12].copy_from_slice(&e_and_si.to_be_bytes());
 
-                let mut output = vec![0_u8; buf.len() + SRTCP_INDEX_LEN + AeadAes256Gcm::TAG_LEN];
+                let mut output = crate::io::recycle::zeroed(
+                    buf.len() + SRTCP_INDEX_LEN + AeadAes256Gcm::TAG_LEN,
+                );
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
 
@@ -610,7 +615,7 @@ impl SrtpContext {
                 // compound packet.
                 let input = &buf[8..idx_start];
                 // Allocate buffer with CTR padding (aws-lc-rs requirement)
-                let mut output = vec![0_u8; input.len() + 8 + CTR_BUFFER_PADDING];
+                let mut output = crate::io::recycle::zeroed(input.len() + 8 + CTR_BUFFER_PADDING);
                 output[0..8].copy_from_slice(&buf[0..8]);
 
                 if let Err(e) = dec.decrypt(&iv, input, &mut output[8..]) {
@@ -672,10 +677,15 @@ impl SrtpContext {
                     aads[1] = &buf[idx_start..];
                 };
 
-                let mut output = vec![0_u8; buf.len() - AeadAes128Gcm::TAG_LEN - SRTCP_INDEX_LEN];
+                let mut output = crate::io::recycle::zeroed(
+                    buf.len() - AeadAes128Gcm::TAG_LEN - SRTCP_INDEX_LEN,
+                );
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                let count = match dec.decrypt(&iv, &aads, input, &mut output[8..]) {
+                // An encrypted packet's AAD is one slice: pass only that, or
+                // the cipher concatenates the empty second one into a new buffer.
+                let aads = if is_encrypted { &aads[..1] } else { &aads[..] };
+                let count = match dec.decrypt(&iv, aads, input, &mut output[8..]) {
                     Ok(c) => c,
                     Err(e) => {
                         trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
@@ -745,10 +755,15 @@ impl SrtpContext {
                     aads[1] = &buf[idx_start..];
                 };
 
-                let mut output = vec![0_u8; buf.len() - AeadAes256Gcm::TAG_LEN - SRTCP_INDEX_LEN];
+                let mut output = crate::io::recycle::zeroed(
+                    buf.len() - AeadAes256Gcm::TAG_LEN - SRTCP_INDEX_LEN,
+                );
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                let count = match dec.decrypt(&iv, &aads, input, &mut output[8..]) {
+                // An encrypted packet's AAD is one slice: pass only that, or
+                // the cipher concatenates the empty second one into a new buffer.
+                let aads = if is_encrypted { &aads[..1] } else { &aads[..] };
+                let count = match dec.decrypt(&iv, aads, input, &mut output[8..]) {
                     Ok(c) => c,
                     Err(e) => {
                         trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);

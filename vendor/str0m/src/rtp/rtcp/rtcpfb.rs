@@ -30,8 +30,9 @@ impl RtcpFb {
         )
     }
 
-    pub fn from_rtcp<T: IntoIterator<Item = Rtcp>>(t: T) -> impl Iterator<Item = RtcpFb> {
-        let mut q = Vec::new();
+    /// Splits RTCP packets into reports, appended to `q`: a receiver that
+    /// keeps `q` reuses its allocation for every RTCP packet.
+    pub fn from_rtcp_into<T: IntoIterator<Item = Rtcp>>(t: T, q: &mut Vec<RtcpFb>) {
         let iter = t.into_iter();
         for pkt in iter {
             match pkt {
@@ -78,7 +79,6 @@ impl RtcpFb {
                 }
             }
         }
-        q.into_iter()
     }
 
     pub fn ssrc(&self) -> Ssrc {
@@ -114,7 +114,8 @@ mod tests {
         };
 
         let rtcp_items = vec![Rtcp::AppSpecificFeedback(fb)];
-        let result: Vec<_> = RtcpFb::from_rtcp(rtcp_items).collect();
+        let mut result = Vec::new();
+        RtcpFb::from_rtcp_into(rtcp_items, &mut result);
 
         assert_eq!(result.len(), 1);
         assert!(matches!(&result[0], RtcpFb::AppSpecificFeedback(v) if v.media_ssrc == 200.into()));

@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::collections::vec_deque;
 use std::fmt;
@@ -30,6 +31,37 @@ pub struct Twcc {
     pub chunks: VecDeque<PacketChunk>,
     /// Delta times for the ranges received.
     pub delta: VecDeque<Delta>,
+}
+
+thread_local! {
+    /// The chunk and delta buffers of the last report dropped on this
+    /// thread, for the next one built or parsed: each connection sends or
+    /// receives one every ~50-100 ms, and a server has hundreds.
+    static SPARE: Cell<(VecDeque<PacketChunk>, VecDeque<Delta>)> =
+        const { Cell::new((VecDeque::new(), VecDeque::new())) };
+}
+
+/// Buffers longer than this are freed rather than kept: a report that
+/// large is rare (its size follows the packets since the last one).
+const SPARE_MAX: usize = 1024;
+
+/// Empty chunk and delta buffers, reused if this thread has some.
+fn spare_buffers() -> (VecDeque<PacketChunk>, VecDeque<Delta>) {
+    let (mut chunks, mut delta) = SPARE.try_with(Cell::take).unwrap_or_default();
+    chunks.clear();
+    delta.clear();
+    (chunks, delta)
+}
+
+impl Drop for Twcc {
+    fn drop(&mut self) {
+        let chunks = std::mem::take(&mut self.chunks);
+        let delta = std::mem::take(&mut self.delta);
+        if chunks.capacity() <= SPARE_MAX && delta.capacity() <= SPARE_MAX {
+            // Not during the thread's teardown: then they are just freed.
+            let _ = SPARE.try_with(|s| s.set((chunks, delta)));
+        }
+    }
 }
 
 impl Twcc {
@@ -333,6 +365,7 @@ impl TwccRecvRegister {
         // The value is to be interpreted in multiples of 64ms.
         let reference_time = (first_time_rel.as_micros() as u64 / 64_000) as u32;
 
+        let (chunks, delta) = spare_buffers();
         let mut twcc = Twcc {
             sender_ssrc: 0.into(),
             ssrc: 0.into(),
@@ -340,8 +373,8 @@ impl TwccRecvRegister {
             base_seq: *base_seq as u16,
             reference_time,
             status_count: 0,
-            chunks: VecDeque::new(),
-            delta: VecDeque::new(),
+            chunks,
+            delta,
         };
 
         // Because reference time is in steps of 64ms, the first reported packet might have an
@@ -888,6 +921,7 @@ impl<'a> TryFrom<&'a [u8]> for Twcc {
         let reference_time = u32::from_be_bytes([0, buf[12], buf[13], buf[14]]);
         let feedback_count = buf[15];
 
+        let (chunks, delta) = spare_buffers();
         let mut twcc = Twcc {
             sender_ssrc,
             ssrc,
@@ -895,8 +929,8 @@ impl<'a> TryFrom<&'a [u8]> for Twcc {
             status_count,
             reference_time,
             feedback_count,
-            chunks: VecDeque::new(),
-            delta: VecDeque::new(),
+            chunks,
+            delta,
         };
 
         let mut todo = status_count as isize;
@@ -1084,7 +1118,7 @@ impl TwccPacketId {
 }
 
 /// Record for a send entry in twcc.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct TwccSendRecord {
     /// Packet identification (sequence + optional probe cluster)
     packet_id: TwccPacketId,

@@ -16,9 +16,12 @@
 //! `cargo bench -p amphi-room --bench forward`
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,66 @@ use str0m::net::{Protocol, Receive, Transmit};
 
 struct Counting;
 
+/// `AMPHI_ALLOC_TRACE=1`: also keep the call stack of every 16th counted
+/// allocation, and print the most frequent after the counts.
+static TRACING: AtomicBool = AtomicBool::new(false);
+static SAMPLES: Mutex<Vec<Backtrace>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Set while a stack is being captured: its own allocations are not
+    /// sampled.
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn counted() {
+    let n = ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if TRACING.load(Ordering::Relaxed) && n.is_multiple_of(16) && !CAPTURING.with(Cell::get) {
+        CAPTURING.with(|c| c.set(true));
+        let bt = Backtrace::force_capture();
+        if let Ok(mut s) = SAMPLES.lock() {
+            s.push(bt);
+        }
+        CAPTURING.with(|c| c.set(false));
+    }
+}
+
+/// The sampled stacks grouped by their first frames outside the allocator,
+/// most frequent first.
+fn print_samples() {
+    let samples = std::mem::take(&mut *SAMPLES.lock().expect("samples"));
+    let mut by_site: std::collections::HashMap<String, usize> = Default::default();
+    for bt in &samples {
+        let text = bt.to_string();
+        // Frames come as "N: function" and then "at file:line"; keep the
+        // first few that are neither the standard library nor this file.
+        let mut frames = Vec::new();
+        let mut function = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(at) = line.strip_prefix("at ") {
+                if !at.starts_with("/rustc/") && !at.contains("benches/forward.rs") {
+                    let short = at.rsplit_once("/src/").map_or(at, |(_, f)| f);
+                    frames.push(format!("{function} ({short})"));
+                }
+            } else if let Some((_, f)) = line.split_once(": ") {
+                function = f;
+            }
+            if frames.len() == 4 {
+                break;
+            }
+        }
+        let frames = frames;
+        *by_site.entry(frames.join("\n    <- ")).or_default() += 1;
+    }
+    let mut sites: Vec<_> = by_site.into_iter().collect();
+    sites.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    for (site, n) in sites.iter().take(30) {
+        println!(
+            "  {:5.1} %  {site}",
+            100.0 * *n as f64 / samples.len().max(1) as f64
+        );
+    }
+}
+
 /// Count only while the engine runs (the clients allocate freely).
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -40,21 +103,21 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            counted();
         }
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            counted();
         }
         // SAFETY: same contract as ours.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            counted();
         }
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -209,6 +272,7 @@ impl World {
                 };
                 self.timed(|s| s.handle_input(Input::Receive(now, r)));
                 self.drain_server();
+                str0m::net::recycle(t.contents);
                 continue;
             }
             let Some(i) = self.clients.iter().position(|c| {
@@ -220,6 +284,8 @@ impl World {
             self.clients[i]
                 .p
                 .handle_datagram(now, t.source, t.destination, &t.contents);
+            // As the server's sender does once a datagram is out.
+            str0m::net::recycle(t.contents);
             self.drain_client(i);
         }
     }
@@ -337,6 +403,9 @@ fn allocations(fanout: usize) {
         timeouts as f64 / pout.max(1) as f64,
         datagrams as f64 / pout.max(1) as f64,
     );
+    if TRACING.load(Ordering::Relaxed) {
+        print_samples();
+    }
 }
 
 fn forward(c: &mut Criterion) {
@@ -364,6 +433,10 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     // `--profile-time N` (for a profiler, see docs/benchmarks.md) runs the
     // timed loop only.
+    TRACING.store(
+        std::env::var_os("AMPHI_ALLOC_TRACE").is_some(),
+        Ordering::Relaxed,
+    );
     if !std::env::args().any(|a| a == "--profile-time") {
         for fanout in [1, 10, 100] {
             allocations(fanout);

@@ -58,8 +58,8 @@ fn counted() {
     }
 }
 
-/// The sampled stacks grouped by their first frames outside the allocator,
-/// most frequent first.
+/// The sampled stacks grouped by their first four frames outside the
+/// standard library and this file, most frequent first.
 fn print_samples() {
     let samples = std::mem::take(&mut *SAMPLES.lock().expect("samples"));
     let mut by_site: std::collections::HashMap<String, usize> = Default::default();
@@ -82,7 +82,6 @@ fn print_samples() {
                 break;
             }
         }
-        let frames = frames;
         *by_site.entry(frames.join("\n    <- ")).or_default() += 1;
     }
     let mut sites: Vec<_> = by_site.into_iter().collect();

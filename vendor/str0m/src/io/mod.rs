@@ -28,10 +28,10 @@ pub const MAX_DTLS_OVERHEAD: usize = 48;
 
 mod error;
 pub use self::error::NetError;
-
-pub(crate) mod recycle;
 #[allow(unused_imports)]
 pub use self::error::StunError;
+
+pub(crate) mod recycle;
 pub use self::recycle::recycle;
 
 pub use str0m_proto::{DatagramSend, Protocol, TcpType, Transmit};

@@ -16,7 +16,7 @@ use amphi_protocol::{
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::dtls::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequest, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequest, Mid, Pt, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{ExtensionValues, RedEncoder, RedundantBlock, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
@@ -74,6 +74,10 @@ pub struct ClientOptions {
     /// times its target bitrate), and stamp each packet when it leaves.
     /// `None`: a frame leaves as one burst.
     pub video_pacing: Option<f64>,
+    /// Offer the camera in simulcast with these rids. The client encodes
+    /// no layers, so it then sends no video: this is for testing what a
+    /// server makes of the offer.
+    pub simulcast_rids: Vec<String>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -96,6 +100,7 @@ impl fmt::Debug for ClientOptions {
             .field("ice_tcp", &self.ice_tcp)
             .field("audio_red", &self.audio_red)
             .field("video_pacing", &self.video_pacing)
+            .field("simulcast_rids", &self.simulcast_rids)
             .finish()
     }
 }
@@ -125,6 +130,7 @@ impl Default for ClientOptions {
             ice_tcp: None,
             audio_red: false,
             video_pacing: None,
+            simulcast_rids: Vec::new(),
         }
     }
 }
@@ -884,12 +890,19 @@ impl Participant {
             });
         }
         if want_video {
+            let simulcast = (!self.opts.simulcast_rids.is_empty()).then(|| {
+                let mut s = Simulcast::new();
+                for rid in &self.opts.simulcast_rids {
+                    s.add_send_layer(SimulcastLayer::new(rid));
+                }
+                s
+            });
             let mid = api.add_media(
                 str0m::media::MediaKind::Video,
                 Direction::SendOnly,
                 stream_id,
                 Some("camera".into()),
-                None,
+                simulcast,
             );
             self.offered.push(mid);
             tracks.push(PublishTrack {

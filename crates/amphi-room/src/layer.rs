@@ -33,6 +33,10 @@ impl Layer {
 /// The most temporal layers we expect (VP8 L1T3).
 pub const MAX_TEMPORAL: u8 = 2;
 
+/// The most spatial layers (simulcast encodings) a track may have. Browsers
+/// send three; the rids of an offer beyond this are not used.
+pub const MAX_SPATIAL_LAYERS: usize = 4;
+
 /// One packet, as the selector sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerPacket {

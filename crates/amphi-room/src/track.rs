@@ -9,7 +9,7 @@ use str0m::media::{Mid, Pt, Rid};
 
 use crate::ids::TrackId;
 use crate::keyframe::{KeyframeThrottle, VideoCodec};
-use crate::layer::MAX_TEMPORAL;
+use crate::layer::{MAX_SPATIAL_LAYERS, MAX_TEMPORAL};
 
 /// A layer that sent nothing for this long is gone (the encoder dropped it,
 /// or the camera is off), unless we paused it ourselves.
@@ -130,7 +130,12 @@ impl PublishedTrack {
         let layers = if rids.is_empty() {
             vec![SpatialLayer::new(None)]
         } else {
-            rids.iter().map(|r| SpatialLayer::new(Some(*r))).collect()
+            // What the allocator and dynacast can track; a publisher
+            // offering more gets the first ones used.
+            rids.iter()
+                .take(MAX_SPATIAL_LAYERS)
+                .map(|r| SpatialLayer::new(Some(*r)))
+                .collect()
         };
         PublishedTrack {
             id,

@@ -194,6 +194,27 @@ fn garbage_datagrams_disturb_nobody() {
 }
 
 #[test]
+fn an_offer_with_more_simulcast_layers_than_the_engine_tracks_is_served() {
+    // 40 rids: more spatial layers than a track keeps (and than the 32-bit
+    // masks dynacast builds of them hold). The rids beyond the first ones
+    // are not used; the call goes on through allocation runs and dynacast.
+    let mut w = World::new();
+    let publisher = w.add(ClientOptions {
+        simulcast_rids: (0..40).map(|i| format!("r{i}")).collect(),
+        ..Default::default()
+    });
+    let listener = w.add(ClientOptions::subscriber_only());
+    w.run(Duration::from_secs(3));
+    assert_eq!(w.errors(publisher), vec![]);
+    let before = w.packets_from(listener, publisher, MediaKind::Audio);
+    assert!(before > 50, "listener got {before} audio packets");
+    w.run(Duration::from_secs(1));
+    let after = w.packets_from(listener, publisher, MediaKind::Audio);
+    assert!(after > before + 30, "audio stopped: {before} -> {after}");
+    assert_eq!(w.sfu.room_size("lecture"), 2);
+}
+
+#[test]
 fn joins_and_leaves_in_any_order_settle() {
     let mut w = World::new();
     w.add(ClientOptions::default());

@@ -41,14 +41,17 @@ static TRACING: AtomicBool = AtomicBool::new(false);
 static SAMPLES: Mutex<Vec<Backtrace>> = Mutex::new(Vec::new());
 
 thread_local! {
-    /// Set while a stack is being captured: its own allocations are not
-    /// sampled.
+    /// Set while a stack is being captured: its own allocations are neither
+    /// counted nor sampled.
     static CAPTURING: Cell<bool> = const { Cell::new(false) };
 }
 
 fn counted() {
+    if CAPTURING.with(Cell::get) {
+        return;
+    }
     let n = ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    if TRACING.load(Ordering::Relaxed) && n.is_multiple_of(16) && !CAPTURING.with(Cell::get) {
+    if TRACING.load(Ordering::Relaxed) && n.is_multiple_of(16) {
         CAPTURING.with(|c| c.set(true));
         let bt = Backtrace::force_capture();
         if let Ok(mut s) = SAMPLES.lock() {

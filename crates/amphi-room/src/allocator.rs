@@ -20,9 +20,18 @@
 //! so that going down drops frame rate before resolution: what a camera and,
 //! even more, a screen share want.
 //!
-//! The allocator is a pure function; the engine decides when to run it.
+//! The allocator is a pure function of its inputs; the engine decides when
+//! to run it. It runs for every subscriber twice a second, so it works in
+//! vectors it keeps ([`Allocator`]) and writes into the caller's
+//! [`Allocation`]: once warm, a run allocates nothing.
 
-use crate::layer::{Layer, MAX_TEMPORAL};
+use std::ops::Range;
+
+use crate::layer::{Layer, MAX_SPATIAL_LAYERS, MAX_TEMPORAL};
+
+/// Bitrates of one spatial layer up to each temporal layer (cumulative),
+/// bits/s.
+pub type LayerRates = [u64; (MAX_TEMPORAL + 1) as usize];
 
 /// Who gets bandwidth first (lower first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,7 +42,7 @@ pub enum Priority {
 }
 
 /// One track as the allocator sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Demand {
     pub priority: Priority,
     pub audio: bool,
@@ -41,7 +50,7 @@ pub struct Demand {
     /// layer up to each temporal layer (index = temporal, cumulative), or
     /// `None` if the publisher does not offer that spatial layer. Audio: one
     /// layer whose first entry is its bitrate.
-    pub layers: Vec<Option<[u64; (MAX_TEMPORAL + 1) as usize]>>,
+    pub layers: [Option<LayerRates>; MAX_SPATIAL_LAYERS],
     /// How many temporal layers the track has (1 without temporal layers).
     pub temporal_layers: u8,
     /// The largest spatial layer worth sending; `None`: do not send video.
@@ -49,13 +58,14 @@ pub struct Demand {
 }
 
 impl Demand {
-    /// The steps this track can take, lowest first, with their bitrates.
-    fn ladder(&self) -> Vec<(Layer, u64)> {
+    /// Appends the steps this track can take to `steps`, lowest first, with
+    /// their bitrates.
+    fn ladder_into(&self, steps: &mut Vec<(Layer, u64)>) {
         let Some(max) = self.max_spatial else {
-            return Vec::new();
+            return;
         };
         let top_temporal = self.temporal_layers.clamp(1, MAX_TEMPORAL + 1) - 1;
-        let mut steps = Vec::new();
+        let start = steps.len();
         for (s, rates) in self.layers.iter().enumerate().take(usize::from(max) + 1) {
             let Some(rates) = rates else { continue };
             for t in 0..=top_temporal {
@@ -64,7 +74,7 @@ impl Demand {
         }
         // If the tile wants less than the smallest layer offered, the
         // smallest layer is still better than nothing.
-        if steps.is_empty()
+        if steps.len() == start
             && let Some((s, Some(rates))) =
                 self.layers.iter().enumerate().find(|(_, r)| r.is_some())
         {
@@ -72,12 +82,11 @@ impl Demand {
                 steps.push((Layer::new(s as u8, t), rates[usize::from(t)]));
             }
         }
-        steps
     }
 }
 
 /// The result for one subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Allocation {
     /// Per input track (same order): the layer to send, `None` to pause.
     /// Audio tracks always get `Some(Layer::new(0, 0))`.
@@ -93,87 +102,137 @@ pub struct Allocation {
     pub next: u64,
 }
 
-pub fn allocate(budget: u64, demands: &[Demand]) -> Allocation {
-    let mut targets = vec![None; demands.len()];
-    let mut ladders: Vec<Vec<(Layer, u64)>> = Vec::with_capacity(demands.len());
-    let mut wanted = 0u64;
-    let mut used = 0u64;
-    for (i, d) in demands.iter().enumerate() {
-        if d.audio {
-            let rate = d.layers.first().copied().flatten().map_or(0, |r| r[0]);
-            used += rate;
-            wanted += rate;
-            targets[i] = Some(Layer::new(0, 0));
-            ladders.push(Vec::new());
-        } else {
-            let ladder = d.ladder();
-            wanted += ladder.last().map_or(0, |(_, r)| *r);
-            ladders.push(ladder);
+impl Clone for Allocation {
+    fn clone(&self) -> Self {
+        Allocation {
+            targets: self.targets.clone(),
+            ..*self
         }
     }
-    let mut order: Vec<usize> = (0..demands.len()).filter(|i| !demands[*i].audio).collect();
-    order.sort_by_key(|i| (demands[*i].priority, *i));
 
-    // Step index on each ladder (None: paused).
-    let mut step: Vec<Option<usize>> = vec![None; demands.len()];
-    for &i in &order {
-        if let Some((_, rate)) = ladders[i].first()
-            && used + rate <= budget
-        {
-            used += rate;
-            step[i] = Some(0);
-        }
+    // The engine copies an allocation once per run: into the vector it has.
+    fn clone_from(&mut self, source: &Self) {
+        self.targets.clone_from(&source.targets);
+        self.allocated = source.allocated;
+        self.wanted = source.wanted;
+        self.next = source.next;
     }
-    let mut start = 0;
-    while start < order.len() {
-        let class = demands[order[start]].priority;
-        let end = order[start..]
-            .iter()
-            .position(|i| demands[*i].priority != class)
-            .map_or(order.len(), |n| start + n);
-        loop {
-            let mut moved = false;
-            for &i in &order[start..end] {
-                let Some(at) = step[i] else { continue };
-                let Some((_, next)) = ladders[i].get(at + 1) else {
-                    continue;
-                };
-                let now = ladders[i][at].1;
-                let extra = next.saturating_sub(now);
-                if used + extra <= budget {
-                    used += extra;
-                    step[i] = Some(at + 1);
-                    moved = true;
+}
+
+/// The allocator's working memory, kept between runs.
+#[derive(Debug, Default)]
+pub struct Allocator {
+    /// Every track's steps, one after the other; `ladders[i]` is where
+    /// track `i`'s are.
+    steps: Vec<(Layer, u64)>,
+    ladders: Vec<Range<usize>>,
+    /// Video tracks in the order they are served.
+    order: Vec<usize>,
+    /// Step index on each ladder (`None`: paused).
+    step: Vec<Option<usize>>,
+}
+
+/// [`Allocator::allocate`] with fresh working memory.
+pub fn allocate(budget: u64, demands: &[Demand]) -> Allocation {
+    let mut out = Allocation::default();
+    Allocator::default().allocate(budget, demands, &mut out);
+    out
+}
+
+impl Allocator {
+    /// Shares `budget` (bits/s) among `demands`, into `out`.
+    pub fn allocate(&mut self, budget: u64, demands: &[Demand], out: &mut Allocation) {
+        let Allocator {
+            steps,
+            ladders,
+            order,
+            step,
+        } = self;
+        steps.clear();
+        ladders.clear();
+        out.targets.clear();
+        out.targets.resize(demands.len(), None);
+        let targets = &mut out.targets;
+        let mut wanted = 0u64;
+        let mut used = 0u64;
+        for (i, d) in demands.iter().enumerate() {
+            let start = steps.len();
+            if d.audio {
+                let rate = d.layers[0].map_or(0, |r| r[0]);
+                used += rate;
+                wanted += rate;
+                targets[i] = Some(Layer::new(0, 0));
+            } else {
+                d.ladder_into(steps);
+                wanted += steps[start..].last().map_or(0, |(_, r)| *r);
+            }
+            ladders.push(start..steps.len());
+        }
+        let ladder = |i: usize| &steps[ladders[i].clone()];
+        order.clear();
+        order.extend((0..demands.len()).filter(|i| !demands[*i].audio));
+        // Unstable is enough (the index makes keys unique) and never
+        // allocates.
+        order.sort_unstable_by_key(|i| (demands[*i].priority, *i));
+
+        step.clear();
+        step.resize(demands.len(), None);
+        for &i in order.iter() {
+            if let Some((_, rate)) = ladder(i).first()
+                && used + rate <= budget
+            {
+                used += rate;
+                step[i] = Some(0);
+            }
+        }
+        let mut start = 0;
+        while start < order.len() {
+            let class = demands[order[start]].priority;
+            let end = order[start..]
+                .iter()
+                .position(|i| demands[*i].priority != class)
+                .map_or(order.len(), |n| start + n);
+            loop {
+                let mut moved = false;
+                for &i in &order[start..end] {
+                    let Some(at) = step[i] else { continue };
+                    let Some((_, next)) = ladder(i).get(at + 1) else {
+                        continue;
+                    };
+                    let now = ladder(i)[at].1;
+                    let extra = next.saturating_sub(now);
+                    if used + extra <= budget {
+                        used += extra;
+                        step[i] = Some(at + 1);
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
                 }
             }
-            if !moved {
+            start = end;
+        }
+        // The cheapest step that did not fit, by priority.
+        let mut next = used;
+        for &i in order.iter() {
+            let extra = match step[i] {
+                None => ladder(i).first().map(|(_, r)| *r),
+                Some(at) => ladder(i)
+                    .get(at + 1)
+                    .map(|(_, r)| r.saturating_sub(ladder(i)[at].1)),
+            };
+            if let Some(extra) = extra {
+                next = used + extra;
                 break;
             }
         }
-        start = end;
-    }
-    // The cheapest step that did not fit, by priority.
-    let mut next = used;
-    for &i in &order {
-        let extra = match step[i] {
-            None => ladders[i].first().map(|(_, r)| *r),
-            Some(at) => ladders[i]
-                .get(at + 1)
-                .map(|(_, r)| r.saturating_sub(ladders[i][at].1)),
-        };
-        if let Some(extra) = extra {
-            next = used + extra;
-            break;
+        for &i in order.iter() {
+            targets[i] = step[i].map(|at| ladder(i)[at].0);
         }
-    }
-    for &i in &order {
-        targets[i] = step[i].map(|at| ladders[i][at].0);
-    }
-    Allocation {
-        targets,
-        allocated: used,
-        wanted,
-        next,
+        out.allocated = used;
+        out.wanted = wanted;
+        out.next = next;
     }
 }
 
@@ -189,7 +248,7 @@ mod tests {
         Demand {
             priority,
             audio: false,
-            layers: vec![layer(150 * K), layer(500 * K), layer(1_500 * K)],
+            layers: [layer(150 * K), layer(500 * K), layer(1_500 * K), None],
             temporal_layers: 3,
             max_spatial,
         }
@@ -199,7 +258,7 @@ mod tests {
         Demand {
             priority: Priority::ScreenShare,
             audio: false,
-            layers: vec![Some([400 * K, 600 * K, 800 * K])],
+            layers: [Some([400 * K, 600 * K, 800 * K]), None, None, None],
             temporal_layers: 3,
             max_spatial: Some(0),
         }
@@ -209,7 +268,7 @@ mod tests {
         Demand {
             priority: Priority::Normal,
             audio: true,
-            layers: vec![Some([40 * K, 40 * K, 40 * K])],
+            layers: [Some([40 * K, 40 * K, 40 * K]), None, None, None],
             temporal_layers: 1,
             max_spatial: Some(0),
         }
@@ -319,7 +378,12 @@ mod tests {
         let mut d = camera(Priority::Normal, Some(2));
         d.temporal_layers = 1;
         // Without temporal layering every packet counts as base layer.
-        d.layers = [150 * K, 500 * K, 1_500 * K].map(|r| Some([r; 3])).to_vec();
+        d.layers = [
+            Some([150 * K; 3]),
+            Some([500 * K; 3]),
+            Some([1_500 * K; 3]),
+            None,
+        ];
         let a = allocate(600 * K, &[d]);
         assert_eq!(a.targets[0], Some(Layer::new(1, 0)));
         assert_eq!(a.allocated, 500 * K);

@@ -185,6 +185,8 @@ pub struct Sfu {
     timers: Timers<Deadline>,
     /// Reused by `handle_timeout` for the deadlines that fell due.
     due: Vec<Deadline>,
+    /// Reused by every allocation run (sfu/allocation.rs).
+    allocation: allocation::Scratch,
     /// The time of the latest input: the engine reads no clock of its own.
     now: Instant,
 }
@@ -209,6 +211,7 @@ impl Sfu {
             next_media_tick: now + allocation::TICK,
             timers: Timers::default(),
             due: Vec::new(),
+            allocation: allocation::Scratch::default(),
             now,
         }
     }

@@ -15,9 +15,9 @@ use str0m::bwe::Bitrate;
 use tracing::debug;
 
 use super::Sfu;
-use crate::allocator::{Demand, Priority, allocate};
+use crate::allocator::{Allocation, Allocator, Demand, Priority};
 use crate::ids::{ParticipantId, TrackId};
-use crate::layer::Layer;
+use crate::layer::{Layer, MAX_SPATIAL_LAYERS};
 use crate::participant::{DownState, Pc, View};
 use crate::track::PublishedTrack;
 
@@ -53,6 +53,23 @@ const APP_LIMITED_SHARE: f64 = 0.65;
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What an allocation run works in, kept by the engine so that a run,
+/// twice a second for every subscriber, allocates nothing once warm.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    allocator: Allocator,
+    /// The subscriber's tracks that take part (indices into its tracks),
+    /// and what each asks for.
+    slots: Vec<usize>,
+    demands: Vec<Demand>,
+    keep: Allocation,
+    raise: Allocation,
+    /// The participants of a tick.
+    ids: Vec<ParticipantId>,
+    /// Per track, the spatial layers subscribers need (dynacast).
+    needed: HashMap<TrackId, u32>,
+}
+
 impl Sfu {
     pub(super) fn media_tick(&mut self, now: Instant) {
         let elapsed = TICK + now.saturating_duration_since(self.next_media_tick);
@@ -64,10 +81,15 @@ impl Sfu {
                 }
             }
         }
-        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
-        for id in ids {
-            self.allocate_for(now, id);
+        let mut scratch = std::mem::take(&mut self.allocation);
+        let mut ids = std::mem::take(&mut scratch.ids);
+        ids.clear();
+        ids.extend(self.participants.keys().copied());
+        for &id in &ids {
+            self.allocate_with(now, id, &mut scratch);
         }
+        scratch.ids = ids;
+        self.allocation = scratch;
         self.dynacast(now);
     }
 
@@ -101,11 +123,25 @@ impl Sfu {
 
     /// Sets the layer of every video track `subscriber` receives.
     pub(super) fn allocate_for(&mut self, now: Instant, subscriber: ParticipantId) {
+        let mut scratch = std::mem::take(&mut self.allocation);
+        self.allocate_with(now, subscriber, &mut scratch);
+        self.allocation = scratch;
+    }
+
+    fn allocate_with(&mut self, now: Instant, subscriber: ParticipantId, scratch: &mut Scratch) {
         let Some(s) = self.participants.get(&subscriber) else {
             return;
         };
-        let mut slots = Vec::new();
-        let mut demands = Vec::new();
+        let Scratch {
+            allocator,
+            slots,
+            demands,
+            keep,
+            raise,
+            ..
+        } = scratch;
+        slots.clear();
+        demands.clear();
         for (i, down) in s.subscriber.tracks.iter().enumerate() {
             if !matches!(down.state, DownState::Open(_)) {
                 continue;
@@ -119,7 +155,7 @@ impl Sfu {
             };
             let priority = if track.source == Source::ScreenShare {
                 Priority::ScreenShare
-            } else if self.is_speaking(down.publisher) {
+            } else if self.is_dominant_speaker(down.publisher) {
                 Priority::Speaker
             } else {
                 Priority::Normal
@@ -138,11 +174,12 @@ impl Sfu {
             .tracks
             .iter()
             .any(|d| d.selector.is_congested());
-        let mut keep = allocate(
+        allocator.allocate(
             keep_budget(estimate, s.subscriber.allocated, backlog),
-            &demands,
+            demands,
+            keep,
         );
-        let mut raise = allocate((estimate * RAISE_SHARE) as u64, &demands);
+        allocator.allocate((estimate * RAISE_SHARE) as u64, demands, raise);
         // A subscriber that receives little (audio only, small tiles) gives
         // GCC nothing to measure: its estimate stays low on a good link, and
         // str0m has no video to pad with. Waiting for the estimate would keep
@@ -158,8 +195,9 @@ impl Sfu {
             && (keep.allocated as f64) < estimate * APP_LIMITED_SHARE
             && ready_at.is_none_or(|t| now >= t)
         {
-            keep = allocate(keep.next, &demands);
-            raise = keep.clone();
+            let next = keep.next;
+            allocator.allocate(next, demands, keep);
+            raise.clone_from(keep);
             beyond = (Some(now + backoff), (backoff * 2).min(MAX_BACKOFF));
         }
 
@@ -200,7 +238,7 @@ impl Sfu {
                 down.selector.set_target(target);
             }
         }
-        let (sustain, wanted) = padding_target(&keep);
+        let (sustain, wanted) = padding_target(keep);
         s.subscriber
             .conn
             .rtc
@@ -215,7 +253,8 @@ impl Sfu {
     /// nobody does.
     pub(super) fn dynacast(&mut self, now: Instant) {
         // Per track, the spatial layers subscribers receive or move to.
-        let mut needed: HashMap<TrackId, u32> = HashMap::new();
+        let mut needed = std::mem::take(&mut self.allocation.needed);
+        needed.clear();
         for s in self.participants.values() {
             for down in &s.subscriber.tracks {
                 if down.source.kind() != MediaKind::Video {
@@ -288,15 +327,10 @@ impl Sfu {
                 }
             }
         }
+        self.allocation.needed = needed;
         for (pid, message) in messages {
             self.signal(pid, message);
         }
-    }
-
-    /// Whether `pid` is the dominant speaker where they are (their video is
-    /// served before the others').
-    fn is_speaking(&self, pid: ParticipantId) -> bool {
-        self.dominant_speaker(pid) == Some(pid)
     }
 }
 
@@ -355,23 +389,23 @@ fn demand(now: Instant, track: &PublishedTrack, priority: Priority, view: Option
         let rate = track.layers.first().map_or(track.nominal_rate(0), |l| {
             l.cumulative_rates(track.nominal_rate(0))[2]
         });
+        let mut layers = [None; MAX_SPATIAL_LAYERS];
+        layers[0] = Some([rate; 3]);
         return Demand {
             priority,
             audio: true,
-            layers: vec![Some([rate; 3])],
+            layers,
             temporal_layers: 1,
             max_spatial: Some(0),
         };
     }
-    let layers = track
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(s, l)| {
-            l.available(now)
-                .then(|| l.cumulative_rates(track.nominal_rate(s as u8)))
-        })
-        .collect();
+    let mut layers = [None; MAX_SPATIAL_LAYERS];
+    // A track has at most `MAX_SPATIAL_LAYERS` (`PublishedTrack::new`).
+    for (s, (slot, l)) in layers.iter_mut().zip(&track.layers).enumerate() {
+        *slot = l
+            .available(now)
+            .then(|| l.cumulative_rates(track.nominal_rate(s as u8)));
+    }
     Demand {
         priority,
         audio: false,

@@ -70,11 +70,7 @@ impl Speakers {
         // str0m gives -dBov as a negative number; clamp what a broken
         // sender could put there (-128) into RFC 6464's range.
         let dbov = u8::try_from(i16::from(level).unsigned_abs().min(127)).unwrap_or(127);
-        let current = self
-            .scopes
-            .get(&p.id)
-            .is_some_and(|(room, group)| *room == p.room && *group == p.group);
-        if !current {
+        if self.current_scope(p).is_none() {
             self.scopes.insert(p.id, (p.room.clone(), p.group.clone()));
         }
         let Some(scope) = self.scopes.get(&p.id) else {
@@ -82,6 +78,13 @@ impl Speakers {
         };
         self.detector
             .observe(scope, p.id, dbov, ext.voice_activity, now);
+    }
+
+    /// The scope `p` was last heard in, if that is where they are now.
+    fn current_scope(&self, p: &Participant) -> Option<&Scope> {
+        self.scopes
+            .get(&p.id)
+            .filter(|(room, group)| *room == p.room && *group == p.group)
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -171,8 +174,22 @@ impl Sfu {
     /// breakout group), if anyone speaks there.
     pub fn dominant_speaker(&self, participant: ParticipantId) -> Option<ParticipantId> {
         let p = self.participants.get(&participant)?;
-        self.speakers
-            .detector
-            .dominant(&(p.room.clone(), p.group.clone()))
+        match self.speakers.current_scope(p) {
+            Some(scope) => self.speakers.detector.dominant(scope),
+            None => self
+                .speakers
+                .detector
+                .dominant(&(p.room.clone(), p.group.clone())),
+        }
+    }
+
+    /// Whether `pid` is the dominant speaker where they are. Asked for every
+    /// track at every allocation run, so it builds no key: someone who has
+    /// not been heard where they are now cannot be dominant there.
+    pub(super) fn is_dominant_speaker(&self, pid: ParticipantId) -> bool {
+        self.participants
+            .get(&pid)
+            .and_then(|p| self.speakers.current_scope(p))
+            .is_some_and(|scope| self.speakers.detector.dominant(scope) == Some(pid))
     }
 }

@@ -54,6 +54,9 @@ pub(crate) use probe::ProbeClusterConfig;
 const INITIAL_BITRATE_WINDOW: Duration = Duration::from_millis(500);
 const BITRATE_WINDOW: Duration = Duration::from_millis(150);
 const STARTUP_PHASE: Duration = Duration::from_secs(2);
+/// How far under the acknowledged rate a probe result may take the
+/// estimate (libwebrtc's `kProbeDropThroughputFraction`).
+const PROBE_DROP_THROUGHPUT_FRACTION: f64 = 0.85;
 
 pub struct Bwe {
     bwe: SendSideBandwidthEstimator,
@@ -252,8 +255,25 @@ impl SendSideBandwidthEstimator {
 
         let acked_bitrate = self.acked_bitrate_estimator.current_estimate();
 
-        // Use the latest probe result from this update, if any
-        let probe_result = latest_probe_result;
+        // The latest probe result from this update, if any, but not below
+        // what the path already carries. A probe sent late (a busy sender
+        // reaches the connection late) comes out slower than its target
+        // and measures the sender, not the path; set as the estimate, it
+        // would collapse a good link's. As libwebrtc's GoogCC does
+        // (`limit_probes_lower_than_throughput_estimate`), a probe may lower
+        // the estimate to 0.85 of the acknowledged rate, enough to drain a
+        // queue if there is real overuse, and a low probe never raises it.
+        let probe_result = match (latest_probe_result, acked_bitrate) {
+            (Some(probe), Some(acked)) => {
+                let floor = acked * PROBE_DROP_THROUGHPUT_FRACTION;
+                let floor = self
+                    .delay_controller
+                    .last_estimate()
+                    .map_or(floor, |last| last.min(floor));
+                Some(probe.max(floor))
+            }
+            (probe, _) => probe,
+        };
 
         let is_probe_result = probe_result.is_some();
 
@@ -572,6 +592,72 @@ mod test {
                     .is_none()
             );
         }
+    }
+
+    /// Steady media at 1.5 Mbit/s over `millis`, its feedback every 100 ms
+    /// with a constant 10 ms of path delay.
+    fn steady_media(
+        bwe: &mut SendSideBandwidthEstimator,
+        start: Instant,
+        seq: &mut u64,
+        millis: std::ops::Range<u64>,
+    ) {
+        for feedback in (millis.start..millis.end).step_by(100) {
+            let now = start + Duration::from_millis(feedback + 100);
+            let records: Vec<_> = (0..16)
+                .map(|i| {
+                    *seq += 1;
+                    let sent = start + Duration::from_millis(feedback + i * 6);
+                    TwccSendRecord::test_new(
+                        TwccPacketId::new(*seq),
+                        sent,
+                        1200,
+                        now,
+                        Some(sent + Duration::from_millis(10)),
+                    )
+                })
+                .collect();
+            bwe.update(records.iter(), now);
+            bwe.handle_timeout(Bitrate::mbps(3), false, now);
+        }
+    }
+
+    #[test]
+    fn a_late_probe_does_not_collapse_the_estimate() {
+        let start = Instant::now();
+        let mut bwe = SendSideBandwidthEstimator::new(Bitrate::mbps(2));
+        let mut seq = 0;
+        steady_media(&mut bwe, start, &mut seq, 0..4_000);
+        let before = bwe.last_estimate().unwrap();
+        assert!(before >= Bitrate::kbps(1_500), "{before}");
+
+        // An ALR probe for 3 Mbit/s whose five packets a busy sender could
+        // only send 40 ms apart: it measures 0.24 Mbit/s.
+        let cluster: TwccClusterId = 9.into();
+        let at = start + Duration::from_millis(4_000);
+        let config = ProbeClusterConfig::new(cluster, Bitrate::mbps(3), ProbeKind::PeriodicAlr);
+        assert!(bwe.start_probe(config, at));
+        let now = at + Duration::from_millis(250);
+        let probes: Vec<_> = (0..5)
+            .map(|i| {
+                seq += 1;
+                let sent = at + Duration::from_millis(i * 40);
+                TwccSendRecord::test_new(
+                    TwccPacketId::with_cluster(TwccSeq::from(seq), cluster),
+                    sent,
+                    1200,
+                    now,
+                    Some(sent + Duration::from_millis(10)),
+                )
+            })
+            .collect();
+        bwe.update(probes.iter(), now);
+        let after = bwe.last_estimate().unwrap();
+        // The path carries 1.5 Mbit/s: the probe may take the estimate to
+        // 0.85 of the acknowledged rate (1.3 Mbit/s, a little under while
+        // that estimate lags), not to what it measured.
+        assert!(after >= Bitrate::kbps(1_200), "{before} -> {after}");
+        assert!(after <= before, "a low probe raised {before} to {after}");
     }
 
     #[test]

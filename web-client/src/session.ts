@@ -81,7 +81,8 @@ export interface SessionHandlers {
   permissionsUpdated(role: Role, permissions: Permissions): void;
   /** Who speaks (`speakers`): the dominant speaker first; empty: nobody. */
   speakers?(list: SpeakerInfo[]): void;
-  /** Everyone's connection quality (`connection_quality`), oneself included. */
+  /** Connection qualities (`connection_quality`): everyone's, oneself
+   *  included, in the first message; what changed in later ones. */
   connectionQuality?(list: ParticipantQuality[]): void;
   /** The answer to `get_stats` (for debugging). */
   stats?(msg: StatsMessage): void;

@@ -789,6 +789,7 @@ impl Participant {
                 reason,
             } => {
                 self.stats.roster.remove(&participant);
+                self.stats.quality.remove(&participant);
                 self.stats.left.push((participant, reason));
             }
             ServerMessage::PublishAnswer { sdp } => self.on_publish_answer(&sdp),
@@ -834,8 +835,11 @@ impl Participant {
                 }
             }
             ServerMessage::ConnectionQuality { participants } => {
-                self.stats.quality = participants;
                 self.stats.quality_updates += 1;
+                self.stats.quality_entries += participants.len() as u64;
+                for p in participants {
+                    self.stats.quality.insert(p.participant, p.quality);
+                }
             }
             m @ ServerMessage::Stats { .. } => self.stats.media_stats.push(m),
             ServerMessage::Bye { reason, .. } => {

@@ -68,9 +68,12 @@ pub struct ClientStats {
     pub arrival_latency: crate::latency::LatencyHistogram,
     /// Classroom messages (chat, room state, moderation), in order.
     pub classroom: Vec<amphi_protocol::ServerMessage>,
-    /// The latest `connection_quality` list, and how many were received.
-    pub quality: Vec<amphi_protocol::ParticipantQuality>,
+    /// Everyone's connection quality, as `connection_quality` messages
+    /// told it (each lists what changed), and how many messages and
+    /// entries were received.
+    pub quality: HashMap<String, amphi_protocol::ConnectionQuality>,
     pub quality_updates: u64,
+    pub quality_entries: u64,
     /// Every `stats` answer (to `get_stats`), in order.
     pub media_stats: Vec<amphi_protocol::ServerMessage>,
 }

@@ -285,9 +285,11 @@ pub enum ServerMessage {
     /// follow, loudest first. Empty: nobody speaks. Sent only when the list
     /// of participants or their order changes; `level` is a snapshot.
     Speakers { speakers: Vec<SpeakerInfo> },
-    /// How well each member of your room is connected (you included), from
-    /// the loss, jitter and round-trip time of their media both ways. Sent
-    /// when you join and whenever one of them changes, checked every 2 s.
+    /// How well members of your room are connected (you included), from
+    /// the loss, jitter and round-trip time of their media both ways,
+    /// checked every 2 s. The first one after you join lists everyone;
+    /// later ones list only whose quality changed and who joined. Merge
+    /// each into what you have; drop a participant on `participant_left`.
     ConnectionQuality {
         participants: Vec<ParticipantQuality>,
     },

@@ -112,10 +112,17 @@ impl Clone for Allocation {
 
     // The engine copies an allocation once per run: into the vector it has.
     fn clone_from(&mut self, source: &Self) {
-        self.targets.clone_from(&source.targets);
-        self.allocated = source.allocated;
-        self.wanted = source.wanted;
-        self.next = source.next;
+        // Destructured so that a new field cannot be forgotten here.
+        let Allocation {
+            targets,
+            allocated,
+            wanted,
+            next,
+        } = source;
+        self.targets.clone_from(targets);
+        self.allocated = *allocated;
+        self.wanted = *wanted;
+        self.next = *next;
     }
 }
 
@@ -290,6 +297,39 @@ mod tests {
         assert_eq!(a.allocated, 1_500 * K + 150 * K + 40 * K);
         assert_eq!(a.wanted, a.allocated);
         assert_eq!(a.next, a.allocated, "nothing held back");
+    }
+
+    #[test]
+    fn a_reused_allocator_gives_what_a_fresh_one_does() {
+        use Priority::{Normal, Speaker};
+        let cases = [
+            (
+                2_500 * K,
+                vec![
+                    camera(Normal, Some(2)),
+                    camera(Speaker, Some(2)),
+                    screen(),
+                    audio(),
+                ],
+            ),
+            (100 * K, vec![camera(Speaker, Some(2)), audio(), audio()]),
+            (10_000 * K, vec![camera(Normal, None)]),
+            (700 * K, vec![camera(Normal, Some(2))]),
+            (
+                1_000 * K,
+                vec![camera(Normal, Some(2)), camera(Normal, Some(1))],
+            ),
+        ];
+        // More tracks, then fewer, then more again: nothing may carry over.
+        let mut allocator = Allocator::default();
+        let mut out = Allocation::default();
+        for (budget, demands) in cases.iter().chain(cases.iter().rev()) {
+            allocator.allocate(*budget, demands, &mut out);
+            assert_eq!(out, allocate(*budget, demands), "{budget}");
+        }
+        let mut copy = allocate(10_000 * K, &[audio(), audio(), audio()]);
+        copy.clone_from(&out);
+        assert_eq!(copy, out);
     }
 
     #[test]

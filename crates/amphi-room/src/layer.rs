@@ -36,6 +36,8 @@ pub const MAX_TEMPORAL: u8 = 2;
 /// The most spatial layers (simulcast encodings) a track may have. Browsers
 /// send three; the rids of an offer beyond this are not used.
 pub const MAX_SPATIAL_LAYERS: usize = 4;
+// Layer sets are bit masks: dynacast's in a `u32`, keyframe waits' in a `u8`.
+const _: () = assert!(MAX_SPATIAL_LAYERS <= 8);
 
 /// One packet, as the selector sees it.
 #[derive(Debug, Clone, Copy)]

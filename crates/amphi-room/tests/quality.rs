@@ -13,17 +13,17 @@ use common::World;
 
 /// Client `i`'s latest view: participant id -> quality.
 fn view(w: &World, i: usize) -> HashMap<String, ConnectionQuality> {
-    w.clients[i]
-        .p
-        .stats()
-        .quality
-        .iter()
-        .map(|p| (p.participant.clone(), p.quality))
-        .collect()
+    w.clients[i].p.stats().quality.clone()
 }
 
 fn quality_messages(w: &World, i: usize) -> u64 {
     w.clients[i].p.stats().quality_updates
+}
+
+/// (messages, entries over all of them) client `i` received.
+fn quality_entries(w: &World, i: usize) -> (u64, u64) {
+    let s = w.clients[i].p.stats();
+    (s.quality_updates, s.quality_entries)
 }
 
 #[test]
@@ -45,6 +45,8 @@ fn a_lossy_link_shows_as_poor_to_everyone_and_recovers() {
     w.run(Duration::from_secs(6));
     assert_eq!(quality_messages(&w, 0), sent, "resent with nothing new");
 
+    let (messages, entries) = quality_entries(&w, 0);
+
     // Client 2's network loses one datagram in four, both ways.
     let mine = [
         w.clients[2].p.local_addr(Connection::Publisher),
@@ -63,6 +65,16 @@ fn a_lossy_link_shows_as_poor_to_everyone_and_recovers() {
         let v = view(&w, i);
         assert_eq!(v.get(&ids[2]), Some(&Poor), "client {i} sees {v:?}");
     }
+    // Told as a change (client 2's entry), not as the room's whole list of
+    // three each time.
+    let (m, e) = quality_entries(&w, 0);
+    assert!(m > messages, "no message about the change");
+    assert!(
+        e - entries < 3 * (m - messages),
+        "{} entries in {} messages",
+        e - entries,
+        m - messages
+    );
     // The others are not blamed for the holes client 2's uplink put into
     // what they receive.
     let v = view(&w, 0);

@@ -39,9 +39,12 @@ export function showQuality(badge: HTMLElement, quality: ConnectionQuality): voi
   badge.querySelectorAll('rect').forEach((bar, i) => bar.classList.toggle('lit', i < LIT[quality]));
 }
 
-/** The qualities of a `connection_quality` list, by participant id. */
-export function qualityMap(list: ParticipantQuality[]): Map<string, ConnectionQuality> {
-  const out = new Map<string, ConnectionQuality>();
-  for (const p of list) if (p.quality in LIT) out.set(p.participant, p.quality);
-  return out;
+/** Merges a `connection_quality` message (the first after joining lists
+ *  everyone, later ones what changed) into the qualities by participant id. */
+export function mergeQualities(into: Map<string, ConnectionQuality>, list: ParticipantQuality[]): void {
+  for (const p of list) {
+    // A level this client does not know shows no badge rather than an old one.
+    if (p.quality in LIT) into.set(p.participant, p.quality);
+    else into.delete(p.participant);
+  }
 }

@@ -28,7 +28,7 @@ import { goHome, showError, showLeft } from './screens';
 import { closeAllDialogs, dialogOpen, modal, type ModalOptions } from './dialog';
 import { SpeakerLayout } from './speakers';
 import { Tile } from './tile';
-import { qualityMap } from './quality';
+import { mergeQualities } from './quality';
 import { TrackViews } from './track-views';
 
 export function enterRoom(ctx: RoomContext, media: LocalMedia, rejoin: () => void): void {
@@ -151,6 +151,7 @@ class RoomView {
       participantUpdated: (p) => this.upsert(p),
       participantLeft: (id) => {
         this.participants.delete(id);
+        this.qualities.delete(id);
         this.render();
         this.renderPeople();
       },
@@ -185,7 +186,7 @@ class RoomView {
       draining: () => this.toast(t('mod.draining')),
       speakers: (list) => this.speakerLayout.setSpeakers(list),
       connectionQuality: (list) => {
-        this.qualities = qualityMap(list);
+        mergeQualities(this.qualities, list);
         this.applyQuality();
       },
       // Answers to `amphiStats()` in the browser console (debugging).

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use amphi_client::{ClientOptions, VideoShape};
+use amphi_client::{ClientOptions, SimulcastEncoding, VideoShape};
 
 /// Payload bytes per video RTP packet: what browsers send (they keep
 /// packets under ~1,200 bytes so SRTP and tunnels fit the MTU).
@@ -22,6 +22,35 @@ pub const AUDIO_PACKET_BYTES: usize = 80;
 /// Packets per second of one 720p stream as defined by the issue (1.5 Mbit/s
 /// of 1,200-byte packets): the unit of `streams_per_core`.
 pub const PACKETS_PER_STREAM: f64 = 156.0;
+
+/// The web client's three encodings (web-client/src/media.ts): `q` 320x180
+/// at about 150 kbit/s, `h` 640x360 at 500, `f` 1280x720 at 1.5 Mbit/s
+/// (the single stream's shape), keyframes about six times a frame.
+pub fn simulcast_layers() -> Vec<SimulcastEncoding> {
+    let layer =
+        |rid: &str, width, height, packets_per_frame, packet_size, keyframe| SimulcastEncoding {
+            rid: rid.into(),
+            video: VideoShape {
+                width,
+                height,
+                packets_per_frame,
+                packet_size,
+            },
+            keyframe_packets: Some(keyframe),
+        };
+    vec![
+        layer("q", 320, 180, 1, 625, 4),
+        layer("h", 640, 360, 2, 1_040, 10),
+        layer(
+            "f",
+            1280,
+            720,
+            VIDEO_PACKETS_PER_FRAME,
+            VIDEO_PACKET_BYTES,
+            KEYFRAME_PACKETS,
+        ),
+    ]
+}
 
 /// Video packets per second one publisher sends (without keyframe requests).
 #[cfg(test)]
@@ -53,6 +82,9 @@ pub struct Scenario {
     pub listeners: usize,
     pub audio: bool,
     pub video: bool,
+    /// Cameras go out as three simulcast encodings ([`simulcast_layers`]),
+    /// as the web client sends them, instead of one 720p stream.
+    pub simulcast: bool,
 }
 
 /// Speakers of an `audio-N` scenario.
@@ -76,6 +108,7 @@ impl Scenario {
                 listeners: n,
                 audio: true,
                 video: true,
+                simulcast: false,
             },
             "meeting" => Scenario {
                 name: s.into(),
@@ -84,6 +117,7 @@ impl Scenario {
                 listeners: 0,
                 audio: true,
                 video: true,
+                simulcast: false,
             },
             "audio" => Scenario {
                 name: s.into(),
@@ -92,6 +126,7 @@ impl Scenario {
                 listeners: n,
                 audio: true,
                 video: false,
+                simulcast: false,
             },
             _ => return Err(format!("{s:?}: unknown scenario kind {kind:?}")),
         };
@@ -141,6 +176,11 @@ impl Scenario {
                 packet_size: VIDEO_PACKET_BYTES,
             },
             keyframe_packets: Some(KEYFRAME_PACKETS),
+            simulcast: if self.simulcast {
+                simulcast_layers()
+            } else {
+                Vec::new()
+            },
             video_pacing: Some(VIDEO_PACING),
             video_fps: VIDEO_FPS,
             keyframe_interval: KEYFRAME_INTERVAL,

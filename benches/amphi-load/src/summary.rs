@@ -36,6 +36,8 @@ impl Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub scenario: String,
+    /// Cameras were sent as three simulcast encodings (`--simulcast`).
+    pub simulcast: bool,
     pub git_revision: Option<String>,
     pub url: String,
     /// Unix seconds at the end of the run.
@@ -117,7 +119,8 @@ impl Summary {
             Some(v) => format!("{v:.3}{unit}"),
             None => "n/a".into(),
         };
-        println!("== amphi-load: {} ==", self.scenario);
+        let simulcast = if self.simulcast { ", simulcast" } else { "" };
+        println!("== amphi-load: {}{simulcast} ==", self.scenario);
         println!(
             "participants   {} ({} publishing, {} receiving), ready {}, failed {}, ramp {:.1} s",
             self.participants,

@@ -33,10 +33,15 @@ fn amphi_bin() -> PathBuf {
     bin
 }
 
-#[test]
-fn lecture_1_to_20_loses_nothing() {
+/// Runs amphi-load against a fresh server with `args` after the common
+/// ones; returns its JSON result and, for messages, everything it printed.
+fn run_load(scenario: &str, extra: &[&str]) -> (serde_json::Value, String) {
     let server = TestServer::start_dev(amphi_bin()).expect("start amphi serve --dev");
-    let dir = std::env::temp_dir().join(format!("amphi-load-smoke-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "amphi-load-smoke-{}-{scenario}-{}",
+        std::process::id(),
+        extra.len()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("result.json");
     let out = Command::new(env!("CARGO_BIN_EXE_amphi-load"))
@@ -45,7 +50,7 @@ fn lecture_1_to_20_loses_nothing() {
             "--url",
             server.url(),
             "--scenario",
-            "lecture-20",
+            scenario,
             "--duration",
             "5s",
             "--warmup",
@@ -56,8 +61,9 @@ fn lecture_1_to_20_loses_nothing() {
             "60s",
             "--server-pid",
             &server.pid().to_string(),
-            "--json",
         ])
+        .args(extra)
+        .arg("--json")
         .arg(&json)
         .output()
         .expect("run amphi-load");
@@ -70,16 +76,32 @@ fn lecture_1_to_20_loses_nothing() {
     );
     let text = std::fs::read_to_string(&json).expect("result JSON");
     let r: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {text}"));
-    let context = format!("{text}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert_eq!(n("participants"), 21, "{context}");
-    assert_eq!(n("participants_ready"), 21, "{context}");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        r,
+        format!("{text}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"),
+    )
+}
+
+/// Everyone joined and received media, and nothing was lost.
+fn assert_complete(r: &serde_json::Value, participants: u64, context: &str) {
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {context}"));
+    assert_eq!(n("participants"), participants, "{context}");
+    assert_eq!(n("participants_ready"), participants, "{context}");
     assert_eq!(n("participants_failed"), 0, "{context}");
     assert_eq!(n("subscribers_without_media"), 0, "{context}");
     assert!(n("forwarded_packets") > 0, "{context}");
     assert!(n("sent_packets") > 0, "{context}");
     assert_eq!(n("lost_packets"), 0, "{context}");
     assert_eq!(r["loss_ratio"].as_f64(), Some(0.0), "{context}");
+}
+
+#[test]
+fn lecture_1_to_20_loses_nothing() {
+    let (r, context) = run_load("lecture-20", &[]);
+    let context = context.as_str();
+    assert_complete(&r, 21, context);
+    assert_eq!(r["simulcast"].as_bool(), Some(false), "{context}");
     assert!(r["latency_ms"]["p50"].as_f64().is_some(), "{context}");
     // Every packet measured also has the kernel's arrival stamp, and it
     // cannot be later than the moment the packet was handled.
@@ -101,5 +123,20 @@ fn lecture_1_to_20_loses_nothing() {
     ] {
         assert!(!r[key].is_null(), "{key} missing: {context}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The teacher's camera in three simulcast layers: every student gets
+/// video, from one layer, and nothing is lost.
+#[test]
+fn a_simulcast_lecture_loses_nothing() {
+    let (r, context) = run_load("lecture-10", &["--simulcast"]);
+    let context = context.as_str();
+    assert_complete(&r, 11, context);
+    assert_eq!(r["simulcast"].as_bool(), Some(true), "{context}");
+    // Three layers go in, one comes out to each student.
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    assert!(
+        n("forwarded_video_packets") > 0 && r["delivery_ratio"].is_null(),
+        "{context}"
+    );
 }

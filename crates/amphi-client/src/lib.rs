@@ -40,7 +40,8 @@ pub use driver::{Client, RawSignalling, Received, connect, open_websocket, rtc_u
 pub use error::ClientError;
 pub use latency::LatencyHistogram;
 pub use participant::{
-    ClientOptions, CloseReason, Connection, Output, Participant, Phase, sdp_candidates,
+    ClientOptions, CloseReason, Connection, Output, Participant, Phase, SimulcastEncoding,
+    sdp_candidates,
 };
 pub use server_process::TestServer;
 pub use stats::{ClientStats, ReceivedCounters, SentCounters, ServerError};

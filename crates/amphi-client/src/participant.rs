@@ -16,7 +16,7 @@ use amphi_protocol::{
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::dtls::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequest, Mid, Pt, Simulcast, SimulcastLayer};
+use str0m::media::{Direction, KeyframeRequest, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{ExtensionValues, RedEncoder, RedundantBlock, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
@@ -74,10 +74,19 @@ pub struct ClientOptions {
     /// times its target bitrate), and stamp each packet when it leaves.
     /// `None`: a frame leaves as one burst.
     pub video_pacing: Option<f64>,
-    /// Offer the camera in simulcast with these rids. The client encodes
-    /// no layers, so it then sends no video: this is for testing what a
-    /// server makes of the offer.
-    pub simulcast_rids: Vec<String>,
+    /// Send the camera as these simulcast encodings, lowest first, each
+    /// with its own rid, SSRC, sequence numbers and frame shape, instead of
+    /// one stream of `video` (`keyframe_packets` then does not apply).
+    pub simulcast: Vec<SimulcastEncoding>,
+}
+
+/// One simulcast encoding of the camera ([`ClientOptions::simulcast`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulcastEncoding {
+    pub rid: String,
+    pub video: VideoShape,
+    /// RTP packets of its keyframes; `None`: as many as its other frames.
+    pub keyframe_packets: Option<usize>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -100,7 +109,7 @@ impl fmt::Debug for ClientOptions {
             .field("ice_tcp", &self.ice_tcp)
             .field("audio_red", &self.audio_red)
             .field("video_pacing", &self.video_pacing)
-            .field("simulcast_rids", &self.simulcast_rids)
+            .field("simulcast", &self.simulcast)
             .finish()
     }
 }
@@ -130,7 +139,7 @@ impl Default for ClientOptions {
             ice_tcp: None,
             audio_red: false,
             video_pacing: None,
-            simulcast_rids: Vec::new(),
+            simulcast: Vec::new(),
         }
     }
 }
@@ -211,9 +220,13 @@ struct AudioTx {
     next: Instant,
 }
 
+/// One encoding of the camera: the only one, or a simulcast layer.
 #[derive(Debug)]
 struct VideoTx {
     mid: Mid,
+    rid: Option<Rid>,
+    shape: VideoShape,
+    keyframe_packets: Option<usize>,
     pt: Pt,
     seq: u64,
     ts: u32,
@@ -296,7 +309,8 @@ pub struct Participant {
     /// RFC 6464 level (-dBov, 0 loudest .. 127 silence) put on every audio
     /// packet, as a browser does; `None`: no audio level extension.
     audio_level: Option<u8>,
-    video: Option<VideoTx>,
+    /// The camera's encodings (one, or a simulcast layer each).
+    video: Vec<VideoTx>,
     /// Media clocks run once the publisher connection is up.
     media_started: bool,
     subscribed: HashMap<Mid, SubStream>,
@@ -399,7 +413,7 @@ impl Participant {
             transmits: VecDeque::new(),
             audio: None,
             audio_level: None,
-            video: None,
+            video: Vec::new(),
             media_started: false,
             subscribed: HashMap::new(),
             stats: ClientStats::default(),
@@ -621,7 +635,7 @@ impl Participant {
                 if let Some(a) = &self.audio {
                     t = t.min(a.next);
                 }
-                if let Some(v) = &self.video {
+                for v in &self.video {
                     t = t.min(v.next);
                     if let Some(p) = v.paced.front() {
                         t = t.min(p.at);
@@ -894,10 +908,10 @@ impl Participant {
             });
         }
         if want_video {
-            let simulcast = (!self.opts.simulcast_rids.is_empty()).then(|| {
+            let simulcast = (!self.opts.simulcast.is_empty()).then(|| {
                 let mut s = Simulcast::new();
-                for rid in &self.opts.simulcast_rids {
-                    s.add_send_layer(SimulcastLayer::new(rid));
+                for e in &self.opts.simulcast {
+                    s.add_send_layer(SimulcastLayer::new(&e.rid));
                 }
                 s
             });
@@ -989,19 +1003,36 @@ impl Participant {
                     ts,
                     next: now,
                 });
-            } else {
-                self.video.get_or_insert(VideoTx {
-                    mid,
-                    pt,
-                    seq,
-                    ts,
-                    picture_id: (seq as u16) & 0x7fff,
-                    next: now,
-                    last_keyframe: None,
-                    force_keyframe: true,
-                    paced: VecDeque::new(),
-                    pacer_free_at: now,
-                });
+            } else if self.video.is_empty() {
+                let single = [(None, self.opts.video, self.opts.keyframe_packets)];
+                let encodings: Vec<_> = if self.opts.simulcast.is_empty() {
+                    single.to_vec()
+                } else {
+                    self.opts
+                        .simulcast
+                        .iter()
+                        .map(|e| (Some(Rid::from(e.rid.as_str())), e.video, e.keyframe_packets))
+                        .collect()
+                };
+                for (i, (rid, shape, keyframe_packets)) in encodings.into_iter().enumerate() {
+                    // Each encoding numbers its packets and pictures on its own.
+                    let seq = (seq + 7_919 * i as u64) % 30_000;
+                    self.video.push(VideoTx {
+                        mid,
+                        rid,
+                        shape,
+                        keyframe_packets,
+                        pt,
+                        seq,
+                        ts,
+                        picture_id: (seq as u16) & 0x7fff,
+                        next: now,
+                        last_keyframe: None,
+                        force_keyframe: true,
+                        paced: VecDeque::new(),
+                        pacer_free_at: now,
+                    });
+                }
             }
         }
     }
@@ -1061,7 +1092,7 @@ impl Participant {
                     if let Some(a) = &mut self.audio {
                         a.next = now;
                     }
-                    if let Some(v) = &mut self.video {
+                    for v in &mut self.video {
                         v.next = now;
                     }
                 }
@@ -1072,12 +1103,12 @@ impl Participant {
                     self.stats.publisher_connected = false;
                 }
             }
-            Event::KeyframeRequest(KeyframeRequest { mid, .. }) => {
+            Event::KeyframeRequest(KeyframeRequest { mid, rid, .. }) => {
                 self.stats.keyframe_requests += 1;
-                if let Some(v) = &mut self.video
-                    && v.mid == mid
-                {
-                    v.force_keyframe = true;
+                for v in &mut self.video {
+                    if v.mid == mid && (rid.is_none() || v.rid == rid) {
+                        v.force_keyframe = true;
+                    }
                 }
             }
             _ => {}
@@ -1229,31 +1260,31 @@ impl Participant {
         let fps = self.opts.video_fps.clamp(1, 120);
         let interval = Duration::from_secs(1) / fps;
         let step = synth::VIDEO_CLOCK / fps;
-        // The pacer's rate: a multiple of the video's average bitrate
-        // (frames of the usual size), as a browser sets it from its target.
-        let average = (self.opts.video.packets_per_frame.max(1) * self.opts.video.packet_size * 8)
-            as f64
-            * f64::from(fps);
-        let pacing_bps = self
-            .opts
-            .video_pacing
-            .map(|factor| factor * average)
-            .filter(|rate| rate.is_finite() && *rate > 0.0);
-        if let Some(v) = &mut self.video {
+        for v in &mut self.video {
+            // The pacer's rate: a multiple of the encoding's average bitrate
+            // (frames of the usual size), as a browser sets it from its
+            // target.
+            let average = (v.shape.packets_per_frame.max(1) * v.shape.packet_size * 8) as f64
+                * f64::from(fps);
+            let pacing_bps = self
+                .opts
+                .video_pacing
+                .map(|factor| factor * average)
+                .filter(|rate| rate.is_finite() && *rate > 0.0);
             skip_if_late(&mut v.next, &mut v.ts, interval, step, now);
             while v.next <= now {
                 let key = v.force_keyframe
                     || v.last_keyframe.is_none_or(|k| {
                         now.saturating_duration_since(k) >= self.opts.keyframe_interval
                     });
-                let mut shape = self.opts.video;
-                if key && let Some(n) = self.opts.keyframe_packets {
+                let mut shape = v.shape;
+                if key && let Some(n) = v.keyframe_packets {
                     shape.packets_per_frame = n;
                 }
                 if self
                     .publisher
                     .direct_api()
-                    .stream_tx_by_mid(v.mid, None)
+                    .stream_tx_by_mid(v.mid, v.rid)
                     .is_none()
                 {
                     v.next += interval;
@@ -1289,10 +1320,9 @@ impl Participant {
                 v.next += interval;
             }
             let mut direct = self.publisher.direct_api();
-            let tx = direct.stream_tx_by_mid(v.mid, None);
-            let Some(tx) = tx else {
+            let Some(tx) = direct.stream_tx_by_mid(v.mid, v.rid) else {
                 v.paced.clear();
-                return;
+                continue;
             };
             while v.paced.front().is_some_and(|p| p.at <= now) {
                 let Some(mut p) = v.paced.pop_front() else {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use amphi_client::protocol::LeaveReason;
-use amphi_client::{ClientOptions, Connection, MediaKind};
+use amphi_client::protocol::{ClientMessage, LeaveReason};
+use amphi_client::{ClientOptions, Connection, MediaKind, SimulcastEncoding, VideoShape};
 use amphi_room::{Input, SfuEvent};
 use common::World;
 use str0m::net::{Protocol, Receive};
@@ -199,8 +199,20 @@ fn an_offer_with_more_simulcast_layers_than_the_engine_tracks_is_served() {
     // masks dynacast builds of them hold). The rids beyond the first ones
     // are not used; the call goes on through allocation runs and dynacast.
     let mut w = World::new();
+    let tiny = VideoShape {
+        width: 160,
+        height: 90,
+        packets_per_frame: 1,
+        packet_size: 200,
+    };
     let publisher = w.add(ClientOptions {
-        simulcast_rids: (0..40).map(|i| format!("r{i}")).collect(),
+        simulcast: (0..40)
+            .map(|i| SimulcastEncoding {
+                rid: format!("r{i}"),
+                video: tiny,
+                keyframe_packets: None,
+            })
+            .collect(),
         ..Default::default()
     });
     let listener = w.add(ClientOptions::subscriber_only());
@@ -212,6 +224,76 @@ fn an_offer_with_more_simulcast_layers_than_the_engine_tracks_is_served() {
     let after = w.packets_from(listener, publisher, MediaKind::Audio);
     assert!(after > before + 30, "audio stopped: {before} -> {after}");
     assert_eq!(w.sfu.room_size("lecture"), 2);
+}
+
+/// Three simulcast encodings as the web client sends them, lowest first:
+/// packets of 500, 900 and 1,100 bytes tell the layers apart at the
+/// receiver.
+fn three_layers() -> Vec<SimulcastEncoding> {
+    let layer = |rid: &str, width, height, packets_per_frame, packet_size| SimulcastEncoding {
+        rid: rid.into(),
+        video: VideoShape {
+            width,
+            height,
+            packets_per_frame,
+            packet_size,
+        },
+        keyframe_packets: Some(packets_per_frame * 4),
+    };
+    vec![
+        layer("q", 320, 180, 1, 500),
+        layer("h", 640, 360, 2, 900),
+        layer("f", 1280, 720, 4, 1_100),
+    ]
+}
+
+#[test]
+fn a_simulcast_publisher_reaches_each_subscriber_in_the_layer_its_tile_needs() {
+    let mut w = World::new();
+    let teacher = w.add(ClientOptions {
+        simulcast: three_layers(),
+        ..Default::default()
+    });
+    let big = w.add(ClientOptions::subscriber_only());
+    let small = w.add(ClientOptions::subscriber_only());
+    w.run(Duration::from_secs(2));
+    let camera = w.clients[small].p.stats().roster[&w.id(teacher)]
+        .tracks
+        .iter()
+        .find(|t| t.kind == MediaKind::Video)
+        .map(|t| t.id.clone())
+        .expect("the teacher's camera is announced");
+    w.send(
+        small,
+        ClientMessage::TrackSettings {
+            track: camera,
+            visible: true,
+            width: 320,
+            height: 180,
+        },
+    );
+    w.run(Duration::from_secs(4));
+    fn video(w: &World, i: usize, from: usize) -> amphi_client::ReceivedCounters {
+        w.clients[i].p.stats().from(&w.id(from), MediaKind::Video)
+    }
+    let before = (video(&w, big, teacher), video(&w, small, teacher));
+    w.run(Duration::from_secs(3));
+    for (name, i, earlier, bytes) in [
+        ("big", big, &before.0, 1_100),
+        ("small", small, &before.1, 500),
+    ] {
+        let now = video(&w, i, teacher);
+        let packets = now.packets - earlier.packets;
+        assert!(packets > 60, "{name} tile: {packets} packets in 3 s");
+        let average = (now.bytes - earlier.bytes) / packets;
+        assert!(
+            average.abs_diff(bytes) < 60,
+            "{name} tile: packets of {average} bytes, not the {bytes}-byte layer's"
+        );
+        assert_eq!(now.ssrcs.len(), 1, "{name}: one stream, whatever the layer");
+        assert_eq!(now.first_packet_was_keyframe, Some(true));
+    }
+    assert_eq!(w.errors(teacher), vec![]);
 }
 
 #[test]

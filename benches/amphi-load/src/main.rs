@@ -174,7 +174,7 @@ fn keys(cli: &Cli) -> anyhow::Result<KeySet> {
 
 fn run(cli: &Cli) -> anyhow::Result<Summary> {
     let sc = &Scenario {
-        simulcast: cli.simulcast,
+        simulcast: cli.simulcast && cli.scenario.video,
         ..cli.scenario.clone()
     };
     let keys = keys(cli)?;

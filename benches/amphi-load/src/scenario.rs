@@ -23,9 +23,9 @@ pub const AUDIO_PACKET_BYTES: usize = 80;
 /// of 1,200-byte packets): the unit of `streams_per_core`.
 pub const PACKETS_PER_STREAM: f64 = 156.0;
 
-/// The web client's three encodings (web-client/src/media.ts): `q` 320x180
-/// at about 150 kbit/s, `h` 640x360 at 500, `f` 1280x720 at 1.5 Mbit/s
-/// (the single stream's shape), keyframes about six times a frame.
+/// The web client's three encodings (web-client/src/session.ts): `q`
+/// 320x180 at about 150 kbit/s, `h` 640x360 at 500, `f` 1280x720 at 1.5
+/// Mbit/s (the single stream's shape); keyframes 4, 5 and 6 times a frame.
 pub fn simulcast_layers() -> Vec<SimulcastEncoding> {
     let layer =
         |rid: &str, width, height, packets_per_frame, packet_size, keyframe| SimulcastEncoding {

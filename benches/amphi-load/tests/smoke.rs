@@ -36,6 +36,12 @@ fn amphi_bin() -> PathBuf {
 /// Runs amphi-load against a fresh server with `args` after the common
 /// ones; returns its JSON result and, for messages, everything it printed.
 fn run_load(scenario: &str, extra: &[&str]) -> (serde_json::Value, String) {
+    // One load at a time: two debug servers and load generators side by
+    // side on a two-core CI machine would measure each other.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let server = TestServer::start_dev(amphi_bin()).expect("start amphi serve --dev");
     let dir = std::env::temp_dir().join(format!(
         "amphi-load-smoke-{}-{scenario}-{}",
@@ -133,10 +139,15 @@ fn a_simulcast_lecture_loses_nothing() {
     let context = context.as_str();
     assert_complete(&r, 11, context);
     assert_eq!(r["simulcast"].as_bool(), Some(true), "{context}");
-    // Three layers go in, one comes out to each student.
-    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    assert!(r["delivery_ratio"].is_null(), "{context}");
+    // Three layers go in, one comes out to each student: over the 5 s
+    // window at most the top layer's 156 packets/s each (with a margin for
+    // keyframes), where all three would be about 250; and at least a good
+    // part of the smallest layer's 30 each.
+    let video = r["forwarded_video_packets"].as_u64().unwrap_or(0);
+    let students = 10 * 5;
     assert!(
-        n("forwarded_video_packets") > 0 && r["delivery_ratio"].is_null(),
-        "{context}"
+        (students * 15..=students * 190).contains(&video),
+        "{video} video packets: {context}"
     );
 }

@@ -76,7 +76,9 @@ pub struct ClientOptions {
     pub video_pacing: Option<f64>,
     /// Send the camera as these simulcast encodings, lowest first, each
     /// with its own rid, SSRC, sequence numbers and frame shape, instead of
-    /// one stream of `video` (`keyframe_packets` then does not apply).
+    /// one stream of `video` (`keyframe_packets` then does not apply). A
+    /// layer the server says nobody needs (`publish_layers`) is paused, as
+    /// a browser pauses it.
     pub simulcast: Vec<SimulcastEncoding>,
 }
 
@@ -227,6 +229,8 @@ struct VideoTx {
     rid: Option<Rid>,
     shape: VideoShape,
     keyframe_packets: Option<usize>,
+    /// Dynacast: the server needs this layer (`publish_layers`).
+    active: bool,
     pt: Pt,
     seq: u64,
     ts: u32,
@@ -860,6 +864,33 @@ impl Participant {
                 self.stats.bye = Some(reason);
                 self.close(CloseReason::Bye(reason));
             }
+            // Dynacast: which simulcast layers anybody needs. Like the web
+            // client, stop encoding the others; a single stream goes out
+            // regardless. Kept for tests that look at it, too.
+            ServerMessage::PublishLayers {
+                track,
+                source,
+                layers,
+            } => {
+                if source == Source::Camera {
+                    for l in &layers {
+                        let Some(rid) = l.rid.as_deref().map(Rid::from) else {
+                            continue;
+                        };
+                        for v in self.video.iter_mut().filter(|v| v.rid == Some(rid)) {
+                            // A layer that comes back starts with a keyframe,
+                            // as an encoder restarting does.
+                            v.force_keyframe |= l.active && !v.active;
+                            v.active = l.active;
+                        }
+                    }
+                }
+                self.stats.classroom.push(ServerMessage::PublishLayers {
+                    track,
+                    source,
+                    layers,
+                });
+            }
             // Classroom messages: kept for tests that look at them.
             other @ (ServerMessage::RoomUpdated { .. }
             | ServerMessage::Chat { .. }
@@ -870,9 +901,6 @@ impl Participant {
             | ServerMessage::PermissionsUpdated { .. }
             // Active speakers.
             | ServerMessage::Speakers { .. }
-            // Dynacast: which layers are needed (this client sends its one
-            // layer regardless).
-            | ServerMessage::PublishLayers { .. }
             // The server drains (SIGTERM); the call goes on.
             | ServerMessage::Draining {}) => self.stats.classroom.push(other),
         }
@@ -1005,7 +1033,7 @@ impl Participant {
                 });
             } else if self.video.is_empty() {
                 let single = [(None, self.opts.video, self.opts.keyframe_packets)];
-                let encodings: Vec<_> = if self.opts.simulcast.is_empty() {
+                let mut encodings: Vec<_> = if self.opts.simulcast.is_empty() {
                     single.to_vec()
                 } else {
                     self.opts
@@ -1014,6 +1042,14 @@ impl Participant {
                         .map(|e| (Some(Rid::from(e.rid.as_str())), e.video, e.keyframe_packets))
                         .collect()
                 };
+                // Rids that come out the same (str0m keeps 8 characters)
+                // would be one stream: the first one sends.
+                let mut seen = Vec::new();
+                encodings.retain(|(rid, _, _)| {
+                    let new = !seen.contains(rid);
+                    seen.push(*rid);
+                    new
+                });
                 for (i, (rid, shape, keyframe_packets)) in encodings.into_iter().enumerate() {
                     // Each encoding numbers its packets and pictures on its own.
                     let seq = (seq + 7_919 * i as u64) % 30_000;
@@ -1022,6 +1058,7 @@ impl Participant {
                         rid,
                         shape,
                         keyframe_packets,
+                        active: true,
                         pt,
                         seq,
                         ts,
@@ -1281,11 +1318,12 @@ impl Participant {
                 if key && let Some(n) = v.keyframe_packets {
                     shape.packets_per_frame = n;
                 }
-                if self
-                    .publisher
-                    .direct_api()
-                    .stream_tx_by_mid(v.mid, v.rid)
-                    .is_none()
+                if !v.active
+                    || self
+                        .publisher
+                        .direct_api()
+                        .stream_tx_by_mid(v.mid, v.rid)
+                        .is_none()
                 {
                     v.next += interval;
                     continue;

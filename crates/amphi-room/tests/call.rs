@@ -250,8 +250,11 @@ fn three_layers() -> Vec<SimulcastEncoding> {
 #[test]
 fn a_simulcast_publisher_reaches_each_subscriber_in_the_layer_its_tile_needs() {
     let mut w = World::new();
+    // No periodic keyframes within the test: a layer switch must ask the
+    // teacher for one, of the right layer.
     let teacher = w.add(ClientOptions {
         simulcast: three_layers(),
+        keyframe_interval: Duration::from_secs(600),
         ..Default::default()
     });
     let big = w.add(ClientOptions::subscriber_only());
@@ -272,7 +275,12 @@ fn a_simulcast_publisher_reaches_each_subscriber_in_the_layer_its_tile_needs() {
             height: 180,
         },
     );
+    let requests = w.clients[teacher].p.stats().keyframe_requests;
     w.run(Duration::from_secs(4));
+    assert!(
+        w.clients[teacher].p.stats().keyframe_requests > requests,
+        "the switch to the small layer asked for no keyframe"
+    );
     fn video(w: &World, i: usize, from: usize) -> amphi_client::ReceivedCounters {
         w.clients[i].p.stats().from(&w.id(from), MediaKind::Video)
     }
@@ -292,6 +300,7 @@ fn a_simulcast_publisher_reaches_each_subscriber_in_the_layer_its_tile_needs() {
         );
         assert_eq!(now.ssrcs.len(), 1, "{name}: one stream, whatever the layer");
         assert_eq!(now.first_packet_was_keyframe, Some(true));
+        assert_eq!(now.streams_not_starting_with_keyframe, 0, "{name}");
     }
     assert_eq!(w.errors(teacher), vec![]);
 }

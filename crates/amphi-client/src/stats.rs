@@ -113,6 +113,7 @@ pub struct SentCounters {
     pub packets: u64,
     /// RTP payload bytes.
     pub bytes: u64,
+    /// Frames and keyframes encoded; with simulcast, each layer's count.
     pub frames: u64,
     pub keyframes: u64,
 }

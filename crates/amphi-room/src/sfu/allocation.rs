@@ -400,7 +400,10 @@ fn demand(now: Instant, track: &PublishedTrack, priority: Priority, view: Option
         };
     }
     let mut layers = [None; MAX_SPATIAL_LAYERS];
-    // A track has at most `MAX_SPATIAL_LAYERS` (`PublishedTrack::new`).
+    debug_assert!(
+        track.layers.len() <= MAX_SPATIAL_LAYERS,
+        "PublishedTrack::new keeps at most MAX_SPATIAL_LAYERS"
+    );
     for (s, (slot, l)) in layers.iter_mut().zip(&track.layers).enumerate() {
         *slot = l
             .available(now)

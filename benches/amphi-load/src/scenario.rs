@@ -27,24 +27,12 @@ pub const PACKETS_PER_STREAM: f64 = 156.0;
 /// 320x180 at about 150 kbit/s, `h` 640x360 at 500, `f` 1280x720 at 1.5
 /// Mbit/s (the single stream's shape); keyframes 4, 5 and 6 times a frame.
 pub fn simulcast_layers() -> Vec<SimulcastEncoding> {
-    let layer =
-        |rid: &str, width, height, packets_per_frame, packet_size, keyframe| SimulcastEncoding {
-            rid: rid.into(),
-            video: VideoShape {
-                width,
-                height,
-                packets_per_frame,
-                packet_size,
-            },
-            keyframe_packets: Some(keyframe),
-        };
     vec![
-        layer("q", 320, 180, 1, 625, 4),
-        layer("h", 640, 360, 2, 1_040, 10),
-        layer(
+        SimulcastEncoding::new("q", (320, 180), 1, 625, 4),
+        SimulcastEncoding::new("h", (640, 360), 2, 1_040, 10),
+        SimulcastEncoding::new(
             "f",
-            1280,
-            720,
+            (1280, 720),
             VIDEO_PACKETS_PER_FRAME,
             VIDEO_PACKET_BYTES,
             KEYFRAME_PACKETS,

@@ -91,6 +91,29 @@ pub struct SimulcastEncoding {
     pub keyframe_packets: Option<usize>,
 }
 
+impl SimulcastEncoding {
+    /// `(width, height)` frames of `packets` packets of `packet_size`
+    /// payload bytes, and keyframes of `keyframe_packets`.
+    pub fn new(
+        rid: &str,
+        (width, height): (u16, u16),
+        packets: usize,
+        packet_size: usize,
+        keyframe_packets: usize,
+    ) -> Self {
+        SimulcastEncoding {
+            rid: rid.into(),
+            video: VideoShape {
+                width,
+                height,
+                packets_per_frame: packets,
+                packet_size,
+            },
+            keyframe_packets: Some(keyframe_packets),
+        }
+    }
+}
+
 impl fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientOptions")

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use amphi_client::protocol::{ClientMessage, LeaveReason};
-use amphi_client::{ClientOptions, Connection, MediaKind, SimulcastEncoding, VideoShape};
+use amphi_client::{ClientOptions, Connection, MediaKind, SimulcastEncoding};
 use amphi_room::{Input, SfuEvent};
 use common::World;
 use str0m::net::{Protocol, Receive};
@@ -199,19 +199,9 @@ fn an_offer_with_more_simulcast_layers_than_the_engine_tracks_is_served() {
     // masks dynacast builds of them hold). The rids beyond the first ones
     // are not used; the call goes on through allocation runs and dynacast.
     let mut w = World::new();
-    let tiny = VideoShape {
-        width: 160,
-        height: 90,
-        packets_per_frame: 1,
-        packet_size: 200,
-    };
     let publisher = w.add(ClientOptions {
         simulcast: (0..40)
-            .map(|i| SimulcastEncoding {
-                rid: format!("r{i}"),
-                video: tiny,
-                keyframe_packets: None,
-            })
+            .map(|i| SimulcastEncoding::new(&format!("r{i}"), (160, 90), 1, 200, 1))
             .collect(),
         ..Default::default()
     });
@@ -230,20 +220,10 @@ fn an_offer_with_more_simulcast_layers_than_the_engine_tracks_is_served() {
 /// packets of 500, 900 and 1,100 bytes tell the layers apart at the
 /// receiver.
 fn three_layers() -> Vec<SimulcastEncoding> {
-    let layer = |rid: &str, width, height, packets_per_frame, packet_size| SimulcastEncoding {
-        rid: rid.into(),
-        video: VideoShape {
-            width,
-            height,
-            packets_per_frame,
-            packet_size,
-        },
-        keyframe_packets: Some(packets_per_frame * 4),
-    };
     vec![
-        layer("q", 320, 180, 1, 500),
-        layer("h", 640, 360, 2, 900),
-        layer("f", 1280, 720, 4, 1_100),
+        SimulcastEncoding::new("q", (320, 180), 1, 500, 4),
+        SimulcastEncoding::new("h", (640, 360), 2, 900, 8),
+        SimulcastEncoding::new("f", (1280, 720), 4, 1_100, 16),
     ]
 }
 

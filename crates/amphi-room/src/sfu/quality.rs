@@ -42,7 +42,8 @@ pub(super) struct QualityMonitor {
     /// Per room, each member's quality as the room was last told it. A
     /// member is told the whole list once and then only what changes: a
     /// list per member, resent whole at every change, made a lecture of
-    /// 500 cost 250,000 entries per change and 30 KiB per subscriber.
+    /// 500 cost 250,000 entries per change and about 70 KiB per subscriber
+    /// (docs/benchmarks.md, step 23).
     told: HashMap<String, HashMap<ParticipantId, ConnectionQuality>>,
     /// When qualities are next evaluated; `None`: at the next timeout.
     next_tick: Option<Instant>,

@@ -231,9 +231,11 @@ impl World {
             "the call did not start: {:?}",
             w.sfu.stats()
         );
-        // A few seconds of steady state, so allocations that happen once
-        // (buffers growing to their size) are over.
-        for _ in 0..3_000 {
+        // Steady state first, so that what grows once has grown: buffers to
+        // their size, and str0m's pool of received payloads to what the
+        // retransmission histories keep alive (about 5 s of audio, whose
+        // history holds 256 packets at 50 a second, so about 7 s to settle).
+        for _ in 0..15_000 {
             w.tick();
         }
         w

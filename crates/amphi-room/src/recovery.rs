@@ -18,13 +18,12 @@
 //!   puts in its Opus format both ways) lets the receiver rebuild a lost
 //!   frame from the next one.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use str0m::RtcConfig;
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::Pt;
-use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock, StreamTx};
+use str0m::rtp::{Payload, RedDecoder, RedEncoder, RedundantBlock, StreamTx};
 
 use crate::track::CodecInfo;
 
@@ -107,8 +106,8 @@ pub(crate) fn red_for_subscriber(
     subscriber: &CodecConfig,
     opus_in: Pt,
     opus_out: Pt,
-    payload: &Arc<[u8]>,
-) -> Option<(Pt, Arc<[u8]>)> {
+    payload: &Payload,
+) -> Option<(Pt, Payload)> {
     let layout = red_layout(payload)?;
     if layout.primary_pt != *opus_in {
         return None;
@@ -120,7 +119,7 @@ pub(crate) fn red_for_subscriber(
         .and_then(|p| p.red());
     let Some(red_out) = red_out else {
         let primary = payload.get(layout.primary_start..)?;
-        return Some((opus_out, Arc::from(primary)));
+        return Some((opus_out, Payload::from(primary)));
     };
     if layout.only_primary_pt && opus_in == opus_out {
         return Some((red_out, payload.clone()));
@@ -139,7 +138,7 @@ pub(crate) fn red_for_subscriber(
         })
         .collect();
     let rebuilt = RedEncoder::encode(*opus_out, primary.payload, &redundant);
-    Some((red_out, Arc::from(rebuilt)))
+    Some((red_out, Payload::from(rebuilt)))
 }
 
 /// Where a RED payload's primary block starts, its payload type, and
@@ -245,13 +244,13 @@ mod tests {
 
     const OPUS: u8 = 111;
 
-    fn red(primary: &[u8], previous: &[u8]) -> Arc<[u8]> {
+    fn red(primary: &[u8], previous: &[u8]) -> Payload {
         let block = RedundantBlock {
             pt: OPUS,
             timestamp_offset: 960,
             payload: previous.to_vec(),
         };
-        Arc::from(RedEncoder::encode(OPUS, primary, &[block]))
+        Payload::from(RedEncoder::encode(OPUS, primary, &[block]))
     }
 
     fn config(with_red: bool) -> CodecConfig {
@@ -287,7 +286,10 @@ mod tests {
         let p = red(&[1, 2, 3], &[4, 5]);
         let (pt, out) = red_for_subscriber(&sub, OPUS.into(), OPUS.into(), &p).unwrap();
         assert_eq!(Some(pt), sub.params()[0].red());
-        assert!(Arc::ptr_eq(&out, &p), "the payload is shared, not copied");
+        assert!(
+            std::ptr::eq(out.as_ptr(), p.as_ptr()),
+            "the payload is shared, not copied"
+        );
     }
 
     #[test]
@@ -308,7 +310,7 @@ mod tests {
             timestamp_offset: 960,
             payload: vec![4, 5],
         };
-        let p: Arc<[u8]> = Arc::from(RedEncoder::encode(109, &[1, 2, 3], &[block]));
+        let p = Payload::from(RedEncoder::encode(109, &[1, 2, 3], &[block]));
         let (pt, out) = red_for_subscriber(&sub, 109.into(), OPUS.into(), &p).unwrap();
         assert_eq!(Some(pt), sub.params()[0].red());
         let blocks = RedDecoder::decode(&out).unwrap();
@@ -322,10 +324,10 @@ mod tests {
     #[test]
     fn garbage_or_another_codec_is_dropped() {
         let sub = config(false);
-        let garbage: Arc<[u8]> = Arc::from(vec![0x80 | OPUS, 0xff, 0xff, 0xff, 1]);
+        let garbage = Payload::from(vec![0x80 | OPUS, 0xff, 0xff, 0xff, 1]);
         assert!(red_for_subscriber(&sub, OPUS.into(), OPUS.into(), &garbage).is_none());
         // A RED packet whose primary is not Opus (PCMU).
-        let pcmu: Arc<[u8]> = Arc::from(RedEncoder::encode(0, &[1], &[]));
+        let pcmu = Payload::from(RedEncoder::encode(0, &[1], &[]));
         assert!(red_for_subscriber(&sub, OPUS.into(), OPUS.into(), &pcmu).is_none());
     }
 

@@ -30,6 +30,9 @@ const TCP_LISTENER: Token = Token(2);
 const FIRST_TCP_CONN: usize = 16;
 /// How often idle ICE-TCP connections are looked for.
 const TCP_SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often the media thread frees pooled payload buffers that quieter
+/// traffic no longer needs.
+const PAYLOAD_RELEASE_EVERY: Duration = Duration::from_secs(5);
 
 /// What the media thread sends back to one participant's signalling task.
 // Moved once through a channel; `Close` is rare, so its small size wastes little.
@@ -160,6 +163,7 @@ pub fn start(
                 tcp,
                 tcp_destination,
                 next_sweep: Instant::now() + TCP_SWEEP_EVERY,
+                next_payload_release: Instant::now() + PAYLOAD_RELEASE_EVERY,
                 ready: Vec::new(),
                 observer,
                 ice_servers: None,
@@ -194,6 +198,7 @@ struct MediaLoop {
     /// The advertised TCP candidate that framed packets are addressed to.
     tcp_destination: Option<SocketAddr>,
     next_sweep: Instant,
+    next_payload_release: Instant,
     /// Readiness of TCP sockets from the last poll: (token, readable, writable).
     ready: Vec<(Token, bool, bool)>,
     /// Metrics, webhooks and draining (crate::metrics).
@@ -219,6 +224,13 @@ impl MediaLoop {
                 self.observer.ice_tcp(tcp.accepted, tcp.open());
             }
             self.observer.tick(&self.sfu, now, false);
+            if now >= self.next_payload_release {
+                // Received payloads come from a pool on this thread (str0m's
+                // streams/payload.rs) that grows with the traffic; memory
+                // goes back once the traffic drops.
+                str0m::rtp::release_idle_payloads(now);
+                self.next_payload_release = now + PAYLOAD_RELEASE_EVERY;
+            }
             if timeout <= now {
                 self.sfu.handle_input(Input::Timeout(now));
                 continue;

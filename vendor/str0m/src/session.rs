@@ -38,7 +38,7 @@ use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
-use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
+use crate::streams::{Payload, RtpPacket, StreamTimeoutConfig, Streams};
 use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
 use crate::{RtcConfig, RtcError};
@@ -863,9 +863,16 @@ impl Session {
         };
         self.media_bytes_rx += rx_bytes as u64;
 
-        // One-shot conversion to Arc<[u8]>: a single allocation that copies
-        // only the trimmed payload bytes out of the SRTP scratch buffer.
-        let payload: Arc<[u8]> = Arc::from(data);
+        // Copies only the trimmed payload bytes out of the SRTP scratch
+        // buffer. In RTP mode the packet is handed on as it is, typically to
+        // be forwarded, so its buffer comes from the receiving thread's pool
+        // (streams/payload.rs); a frame-mode depayloader takes the bytes as
+        // an `Arc<[u8]>`, so there they are allocated as one.
+        let payload = if self.rtp_mode {
+            Payload::pooled(data, now)
+        } else {
+            Payload::from(Arc::<[u8]>::from(data))
+        };
 
         let packet = stream.handle_rtp(now, header, payload, seq_no, receipt.time, rx_bytes);
 

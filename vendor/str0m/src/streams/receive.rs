@@ -1,5 +1,4 @@
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config_mod::RtcpReportIntervals;
@@ -17,6 +16,7 @@ use crate::stats::{MediaIngressStats, RemoteEgressStats, StatsSnapshot};
 use crate::util::{InstantExt, SystemTimeExt};
 use crate::util::{already_happened, calculate_rtt};
 
+use super::Payload;
 use super::RtpPacket;
 use super::StreamPaused;
 use super::register::ReceiverRegister;
@@ -583,7 +583,7 @@ impl StreamRx {
         &mut self,
         now: Instant,
         header: RtpHeader,
-        payload: Arc<[u8]>,
+        payload: impl Into<Payload>,
         seq_no: SeqNo,
         time: MediaTime,
         wire_payload_len: usize,
@@ -605,7 +605,7 @@ impl StreamRx {
         &mut self,
         now: Instant,
         header: RtpHeader,
-        payload: Arc<[u8]>,
+        payload: impl Into<Payload>,
         seq_no: SeqNo,
         time: MediaTime,
     ) -> RtpPacket {
@@ -625,7 +625,7 @@ impl StreamRx {
             seq_no,
             time,
             header,
-            payload,
+            payload: payload.into(),
             vp8_patch: None,
             nackable: false,
             last_sender_info: self.sender_info.as_ref().map(|l| l.info),

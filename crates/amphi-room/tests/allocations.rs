@@ -1,0 +1,108 @@
+//! Forwarding allocates nothing per packet once a call is warm.
+//!
+//! Counted by the engine's calls only (the clients allocate freely), on the
+//! simulated clock, so the counts do not depend on the machine. What is
+//! left is periodic work per connection (RTCP reports, consent checks,
+//! statistics; docs/benchmarks.md), a few allocations per connection per
+//! second, which the bounds below leave room for; one allocation per
+//! packet received or per copy sent would not fit under them.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use amphi_client::{ClientOptions, VideoShape};
+use common::{IN_ENGINE, World};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+fn count() {
+    // `try_with`: not during the thread's teardown.
+    if IN_ENGINE.try_with(|c| c.get()).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations by the engine per packet received and per copy sent, over
+/// `measure` of a warm call from one publisher (720p video, audio) to
+/// `subscribers`.
+fn allocations(subscribers: usize, measure: Duration) -> (f64, f64) {
+    let mut w = World::with_bandwidth_estimation(true);
+    w.add(ClientOptions {
+        video: VideoShape {
+            width: 1280,
+            height: 720,
+            packets_per_frame: 5,
+            packet_size: 1_200,
+        },
+        keyframe_packets: Some(30),
+        keyframe_interval: Duration::from_secs(3),
+        ping_interval: None,
+        ..ClientOptions::default()
+    });
+    for _ in 0..subscribers {
+        w.add(ClientOptions {
+            ping_interval: None,
+            ..ClientOptions::subscriber_only()
+        });
+    }
+    // Warm: what grows once has grown, including str0m's pool of received
+    // payloads, which settles on what the retransmission histories keep
+    // alive (about 5 s of audio: 256 packets at 50 a second).
+    w.run(Duration::from_secs(10));
+    let (in0, out0) = (w.sfu.stats().rtp_packets_in, w.sfu.stats().rtp_packets_out);
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    w.run(measure);
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) as f64;
+    let packets_in = (w.sfu.stats().rtp_packets_in - in0) as f64;
+    let packets_out = (w.sfu.stats().rtp_packets_out - out0) as f64;
+    assert!(
+        packets_in > 1_000.0 && packets_out >= packets_in * subscribers as f64 * 0.9,
+        "the call did not flow: {packets_in} in, {packets_out} out"
+    );
+    println!(
+        "1 -> {subscribers}: {allocations} allocations, {packets_in} packets in, {packets_out} out"
+    );
+    (allocations / packets_in, allocations / packets_out)
+}
+
+#[test]
+fn forwarding_allocates_nothing_per_packet_once_warm() {
+    // One subscriber: a received packet's payload, or anything else per
+    // packet, would be one or more per packet in.
+    let (per_in, _) = allocations(1, Duration::from_secs(8));
+    assert!(per_in < 0.5, "{per_in:.2} allocations per packet received");
+    // Ten: anything per copy would be one or more per copy.
+    let (_, per_out) = allocations(10, Duration::from_secs(8));
+    assert!(per_out < 0.15, "{per_out:.2} allocations per packet sent");
+}

@@ -109,6 +109,10 @@ pub(crate) struct Session {
     // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
     poll_packet_buf: Vec<u8>,
 
+    /// Amphi patch: the RTCP feedback is written here before it is
+    /// encrypted, rather than into a buffer of its own each time.
+    feedback_buf: Vec<u8>,
+
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
 
@@ -220,6 +224,7 @@ impl Session {
             pacer,
             pacer_control: PacerControl::new(),
             poll_packet_buf: vec![0; 2000],
+            feedback_buf: Vec::new(),
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -1227,7 +1232,9 @@ impl Session {
         let encryptable_mtu: usize = (self.mtu() - SRTCP_OVERHEAD) & !3;
         assert!(encryptable_mtu.is_multiple_of(4));
 
-        let mut data = vec![0_u8; encryptable_mtu];
+        let data = &mut self.feedback_buf;
+        data.clear();
+        data.resize(encryptable_mtu, 0);
 
         let mut raw_packets = self.raw_packets.as_mut();
         let output = move |fb| {
@@ -1236,16 +1243,14 @@ impl Session {
             }
         };
 
-        let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+        let len = Rtcp::write_packet(&mut self.feedback_tx, data, output);
 
         if len == 0 {
             return None;
         }
 
-        data.truncate(len);
-
         let srtp = self.srtp_tx.as_mut()?;
-        let protected = srtp.protect_rtcp(&data);
+        let protected = srtp.protect_rtcp(&data[..len]);
 
         assert!(
             protected.len() < self.mtu(),

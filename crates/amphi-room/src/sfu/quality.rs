@@ -45,6 +45,9 @@ pub(super) struct QualityMonitor {
     /// 500 cost 250,000 entries per change and about 70 KiB per subscriber
     /// (docs/benchmarks.md, step 23).
     told: HashMap<String, HashMap<ParticipantId, ConnectionQuality>>,
+    /// The loss each subscriber stream's source had upstream, kept between
+    /// evaluations so that a warm evaluation allocates nothing.
+    upstream: HashMap<(ParticipantId, Mid), f32>,
     /// When qualities are next evaluated; `None`: at the next timeout.
     next_tick: Option<Instant>,
 }
@@ -254,7 +257,8 @@ impl Sfu {
         // The loss each subscriber stream's source already had upstream: the
         // forwarded stream has the same holes, which are not the
         // subscriber's fault.
-        let mut upstream: HashMap<(ParticipantId, Mid), f32> = HashMap::new();
+        let upstream = &mut monitor.upstream;
+        upstream.clear();
         for (id, peer) in &monitor.peers {
             for (mid, _) in &peer.pending_down {
                 if let Some(loss) = upstream_loss(&self.participants, &monitor.peers, *id, *mid) {
@@ -301,7 +305,13 @@ impl Sfu {
         let mut messages = Vec::new();
         monitor.told.retain(|name, _| self.rooms.contains_key(name));
         for (name, room) in &self.rooms {
-            let told = monitor.told.entry(name.clone()).or_default();
+            // Not `entry`, which would clone the room's name every period.
+            if !monitor.told.contains_key(name) {
+                monitor.told.insert(name.clone(), HashMap::new());
+            }
+            let Some(told) = monitor.told.get_mut(name) else {
+                continue;
+            };
             // Leavers are not listed: `participant_left` says they went.
             told.retain(|id, _| self.participants.get(id).is_some_and(|p| p.room == *name));
             let mut changed = Vec::new();

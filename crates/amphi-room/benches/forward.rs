@@ -233,8 +233,9 @@ impl World {
         );
         // Steady state first, so that what grows once has grown: buffers to
         // their size, and str0m's pool of received payloads to what the
-        // retransmission histories keep alive (about 5 s of audio, whose
-        // history holds 256 packets at 50 a second, so about 7 s to settle).
+        // retransmission histories keep alive (256 packets per video
+        // stream). The clients, on this thread too, draw their received
+        // payloads from the same pool, so here it takes several seconds.
         for _ in 0..15_000 {
             w.tick();
         }

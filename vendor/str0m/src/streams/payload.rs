@@ -12,7 +12,10 @@
 //! nobody else holds it. Payloads leave the retransmission histories in
 //! about the order they came, so the oldest buffer is the one most likely
 //! free; when it is not, the pool grows by one, so it settles at what the
-//! traffic keeps alive. [`release_idle_payloads`] gives back what a quieter
+//! traffic keeps alive. A buffer found still held on four turns leaves the
+//! pool to its holders (a paused stream's history keeps its last packets
+//! for as long as it is paused), so that it does not cost a new buffer at
+//! every turn. [`release_idle_payloads`] gives back what a quieter
 //! thread no longer needs.
 
 use std::cell::RefCell;
@@ -41,20 +44,28 @@ const SMALL: usize = 512;
 
 /// Larger payloads up to this size (video: browsers send RTP packets of at
 /// most 1,200 bytes, header included) take a buffer of this capacity, no
-/// larger than an exactly sized one; larger ones are not pooled. Two sizes, each in
-/// a pool of its own, because audio is kept longer than video (256
-/// packets each in their retransmission histories, 5 s of audio against
-/// under 2 s of video): in one pool the oldest buffer would be free only
-/// after 5 s of all traffic, and small payloads would hold large buffers.
+/// larger than an exactly sized one; larger ones are not pooled.
+///
+/// Two sizes, each in a pool of its own: payloads live as long as their
+/// retransmission history keeps them, which differs by kind (an SFU may
+/// keep none for audio and a second or two of video), and in one pool a
+/// short-lived small payload would wait behind the long-lived ones in a
+/// large buffer.
 const LARGE: usize = 1_200;
 
-/// Buffers per pool and thread at most (about 100 MB of video alive at
+/// Buffers per pool and thread at most (about 79 MB of video alive at
 /// once); beyond this, payloads are allocated as they come.
 const MAX_SLOTS: usize = 1 << 16;
 
 /// A free buffer not handed out for this long is given back by
 /// [`release_idle_payloads`].
 const IDLE: Duration = Duration::from_secs(10);
+
+/// A buffer found still held at the front this many times leaves the pool:
+/// each turn it stays costs a new buffer. More than one, so that a pool
+/// still growing towards its traffic keeps the buffers that were only slow
+/// to come free.
+const HELD_TURNS: u8 = 4;
 
 thread_local! {
     static POOLS: RefCell<[Pool; 2]> = const {
@@ -65,8 +76,15 @@ thread_local! {
 struct Pool {
     /// The capacity of each buffer: none ever grows.
     capacity: usize,
-    /// Buffers in the order they were handed out, each with when.
-    slots: VecDeque<(Arc<Vec<u8>>, Instant)>,
+    /// Buffers in the order they were handed out.
+    slots: VecDeque<Slot>,
+}
+
+struct Slot {
+    buf: Arc<Vec<u8>>,
+    handed_out: Instant,
+    /// Turns at the front on which it was still held, since handed out.
+    held: u8,
 }
 
 impl Pool {
@@ -78,29 +96,40 @@ impl Pool {
     }
 
     fn take(&mut self, data: &[u8], now: Instant) -> Arc<Vec<u8>> {
-        if let Some((mut slot, at)) = self.slots.pop_front() {
-            if let Some(buf) = Arc::get_mut(&mut slot) {
+        if let Some(mut slot) = self.slots.pop_front() {
+            if let Some(buf) = Arc::get_mut(&mut slot.buf) {
                 buf.clear();
                 buf.extend_from_slice(data);
-                self.slots.push_back((slot.clone(), now));
-                return slot;
+                slot.handed_out = now;
+                slot.held = 0;
+                let out = slot.buf.clone();
+                self.slots.push_back(slot);
+                return out;
             }
-            // Still held (a stream that stopped keeps its last packets):
-            // look at it again after everything else.
-            self.slots.push_back((slot, at));
+            // Still held: look at it again after everything else, unless it
+            // has been held too many times round; then its holders keep it.
+            slot.held += 1;
+            if slot.held < HELD_TURNS {
+                self.slots.push_back(slot);
+            }
         }
         let mut buf = Vec::with_capacity(self.capacity);
         buf.extend_from_slice(data);
-        let slot = Arc::new(buf);
+        let buf = Arc::new(buf);
         if self.slots.len() < MAX_SLOTS {
-            self.slots.push_back((slot.clone(), now));
+            self.slots.push_back(Slot {
+                buf: buf.clone(),
+                handed_out: now,
+                held: 0,
+            });
         }
-        slot
+        buf
     }
 
     fn release_idle(&mut self, now: Instant) {
-        self.slots.retain(|(slot, at)| {
-            Arc::strong_count(slot) > 1 || now.saturating_duration_since(*at) < IDLE
+        self.slots.retain(|slot| {
+            Arc::strong_count(&slot.buf) > 1
+                || now.saturating_duration_since(slot.handed_out) < IDLE
         });
     }
 }
@@ -299,6 +328,30 @@ mod tests {
             (101..=202).contains(&settled),
             "{settled} buffers for 101 alive"
         );
+    }
+
+    #[test]
+    fn a_buffer_held_for_good_leaves_the_pool() {
+        let now = Instant::now();
+        let before = pool_len();
+        // Held for as long as the test runs, as a paused stream's history
+        // holds its last packets.
+        let kept: Vec<Payload> = (0..10u32)
+            .map(|i| Payload::pooled(&i.to_be_bytes(), now))
+            .collect();
+        let mut history = VecDeque::new();
+        let mut receive = |packets: u32| {
+            for i in 0..packets {
+                history.push_back(Payload::pooled(&i.to_be_bytes(), now));
+                if history.len() > 100 {
+                    history.pop_front();
+                }
+            }
+            pool_len() - before
+        };
+        let settled = receive(10_000);
+        assert_eq!(receive(10_000), settled, "held buffers still cost new ones");
+        assert_eq!(kept.len(), 10);
     }
 
     #[test]

@@ -127,9 +127,29 @@ impl Pool {
     }
 
     fn release_idle(&mut self, now: Instant) {
+        // A buffer comes free some turns before it is reused: in a pool
+        // that fits its traffic, few are free at a time. More free than a
+        // margin for bursts means the pool outgrew its traffic (streams
+        // paused for a while, then resumed): the surplus goes.
+        let free = self
+            .slots
+            .iter()
+            .filter(|slot| Arc::strong_count(&slot.buf) == 1)
+            .count();
+        let mut surplus = free.saturating_sub(self.slots.len() / 8 + 16);
         self.slots.retain(|slot| {
-            Arc::strong_count(&slot.buf) > 1
-                || now.saturating_duration_since(slot.handed_out) < IDLE
+            if Arc::strong_count(&slot.buf) > 1 {
+                return true;
+            }
+            if now.saturating_duration_since(slot.handed_out) >= IDLE {
+                surplus = surplus.saturating_sub(1);
+                return false;
+            }
+            if surplus > 0 {
+                surplus -= 1;
+                return false;
+            }
+            true
         });
     }
 }
@@ -153,12 +173,14 @@ impl Payload {
 }
 
 /// Frees the pooled payload buffers of this thread that nobody holds and
-/// that were not handed out in the last 10 seconds.
+/// that were not handed out in the last 10 seconds, and free ones beyond a
+/// margin (an eighth of the pool) that the traffic does not need.
 ///
-/// The pool grows to what the traffic through the thread keeps alive and
-/// stays that large while it flows. Call this now and then (every few
-/// seconds) on a thread that receives RTP, so that memory goes back when
-/// the traffic drops. Without it, the pool keeps its largest size.
+/// The pool grows to what the traffic through the thread keeps alive, and
+/// to more when held buffers pile up (a paused stream's history). Call
+/// this now and then (every few seconds) on a thread that receives RTP, so
+/// that memory goes back when the traffic drops. Without it, the pool
+/// keeps its largest size.
 pub fn release_idle_payloads(now: Instant) {
     let _ = POOLS.try_with(|pools| {
         for pool in pools.borrow_mut().iter_mut() {
@@ -366,6 +388,38 @@ mod tests {
         release_idle_payloads(now + IDLE);
         assert_eq!(pool_len(), before - 1, "only the held buffer stays");
         assert_eq!(held, [1]);
+    }
+
+    #[test]
+    fn a_pool_that_outgrew_its_traffic_shrinks_to_it() {
+        let now = Instant::now();
+        let before = pool_len();
+        // 1,000 held at once (streams paused, say), then let go.
+        let burst: Vec<Payload> = (0..1_000u32)
+            .map(|i| Payload::pooled(&i.to_be_bytes(), now))
+            .collect();
+        drop(burst);
+        // Then traffic that keeps 100 alive.
+        let mut history = VecDeque::new();
+        let mut receive = |packets: u32| {
+            for i in 0..packets {
+                history.push_back(Payload::pooled(&i.to_be_bytes(), now));
+                if history.len() > 100 {
+                    history.pop_front();
+                }
+            }
+            pool_len() - before
+        };
+        // (Not all 1,000 stay: the ones found held on four turns left.)
+        assert!(receive(500) > 500);
+        // Nothing is idle by time: the surplus goes, a margin stays.
+        release_idle_payloads(now);
+        let trimmed = pool_len() - before;
+        assert!(
+            (101..300).contains(&trimmed),
+            "{trimmed} buffers for 101 alive"
+        );
+        assert_eq!(receive(10_000), trimmed, "the margin was too small");
     }
 
     #[test]

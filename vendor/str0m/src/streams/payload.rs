@@ -11,12 +11,13 @@
 //! A pool hands buffers out in order and takes back the oldest one once
 //! nobody else holds it. Payloads leave the retransmission histories in
 //! about the order they came, so the oldest buffer is the one most likely
-//! free; when it is not, the pool grows by one, so it settles at what the
-//! traffic keeps alive. A buffer found still held on four turns leaves the
-//! pool to its holders (a paused stream's history keeps its last packets
-//! for as long as it is paused), so that it does not cost a new buffer at
-//! every turn. [`release_idle_payloads`] gives back what a quieter
-//! thread no longer needs.
+//! free; when it is not, the pool grows by one, so it settles at the
+//! buffers handed out while the longest-kept payload stays alive. A buffer
+//! found still held on two turns leaves the pool to its holders (a paused
+//! stream's history keeps its last packets for as long as it is paused),
+//! so that it does not cost a new buffer at every turn.
+//! [`release_idle_payloads`] gives back what a quieter thread no longer
+//! needs.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -48,7 +49,7 @@ const SMALL: usize = 512;
 ///
 /// Two sizes, each in a pool of its own: payloads live as long as their
 /// retransmission history keeps them, which differs by kind (an SFU may
-/// keep none for audio and a second or two of video), and in one pool a
+/// keep none for audio and one to three seconds of video), and in one pool a
 /// short-lived small payload would wait behind the long-lived ones in a
 /// large buffer.
 const LARGE: usize = 1_200;
@@ -65,7 +66,7 @@ const IDLE: Duration = Duration::from_secs(10);
 /// each turn it stays costs a new buffer. More than one, so that a pool
 /// still growing towards its traffic keeps the buffers that were only slow
 /// to come free.
-const HELD_TURNS: u8 = 4;
+const HELD_TURNS: u8 = 2;
 
 thread_local! {
     static POOLS: RefCell<[Pool; 2]> = const {
@@ -127,29 +128,24 @@ impl Pool {
     }
 
     fn release_idle(&mut self, now: Instant) {
-        // A buffer comes free some turns before it is reused: in a pool
-        // that fits its traffic, few are free at a time. More free than a
-        // margin for bursts means the pool outgrew its traffic (streams
-        // paused for a while, then resumed): the surplus goes.
-        let free = self
+        // The buffers ahead of the first one still held are free and older
+        // than any payload alive: the traffic cycles through the ones behind
+        // it. More of them than a margin (for lifetimes that grow) means the
+        // pool outgrew its traffic (streams paused for a while, then
+        // resumed): the surplus goes. Counting all free buffers instead
+        // would cut a pool whose payloads live unequally long (video of
+        // several bitrates) below what it needs, and it would grow back.
+        let first_held = self
             .slots
             .iter()
-            .filter(|slot| Arc::strong_count(&slot.buf) == 1)
-            .count();
-        let mut surplus = free.saturating_sub(self.slots.len() / 8 + 16);
+            .position(|slot| Arc::strong_count(&slot.buf) > 1)
+            .unwrap_or(self.slots.len());
+        let surplus = first_held.saturating_sub(self.slots.len() / 8 + 16);
+        self.slots.drain(..surplus);
+        // And free ones not handed out for long: the traffic stopped.
         self.slots.retain(|slot| {
-            if Arc::strong_count(&slot.buf) > 1 {
-                return true;
-            }
-            if now.saturating_duration_since(slot.handed_out) >= IDLE {
-                surplus = surplus.saturating_sub(1);
-                return false;
-            }
-            if surplus > 0 {
-                surplus -= 1;
-                return false;
-            }
-            true
+            Arc::strong_count(&slot.buf) > 1
+                || now.saturating_duration_since(slot.handed_out) < IDLE
         });
     }
 }
@@ -173,11 +169,12 @@ impl Payload {
 }
 
 /// Frees the pooled payload buffers of this thread that nobody holds and
-/// that were not handed out in the last 10 seconds, and free ones beyond a
-/// margin (an eighth of the pool) that the traffic does not need.
+/// that were not handed out in the last 10 seconds, and the free ones
+/// older than any payload alive beyond a margin (an eighth of the pool,
+/// and 16).
 ///
-/// The pool grows to what the traffic through the thread keeps alive, and
-/// to more when held buffers pile up (a paused stream's history). Call
+/// The pool grows to what the traffic through the thread needs, and to
+/// more when held buffers pile up (a paused stream's history). Call
 /// this now and then (every few seconds) on a thread that receives RTP, so
 /// that memory goes back when the traffic drops. Without it, the pool
 /// keeps its largest size.
@@ -410,7 +407,7 @@ mod tests {
             }
             pool_len() - before
         };
-        // (Not all 1,000 stay: the ones found held on four turns left.)
+        // (Not all 1,000 stay: the ones found held on two turns left.)
         assert!(receive(500) > 500);
         // Nothing is idle by time: the surplus goes, a margin stays.
         release_idle_payloads(now);
@@ -420,6 +417,37 @@ mod tests {
             "{trimmed} buffers for 101 alive"
         );
         assert_eq!(receive(10_000), trimmed, "the margin was too small");
+    }
+
+    #[test]
+    fn a_pool_of_unequal_lifetimes_is_not_cut_below_its_need() {
+        let now = Instant::now();
+        let before = pool_len();
+        // A fast stream and one at a tenth of its rate, each payload held
+        // while the next 100 of its own stream come: the slow ones live ten
+        // times longer, so the pool needs about 1,100 buffers for 200 alive.
+        let mut fast = VecDeque::new();
+        let mut slow = VecDeque::new();
+        let mut receive = |packets: u32| {
+            for i in 0..packets {
+                let history = if i % 11 == 0 { &mut slow } else { &mut fast };
+                history.push_back(Payload::pooled(&i.to_be_bytes(), now));
+                if history.len() > 100 {
+                    history.pop_front();
+                }
+                if i % 1_000 == 0 {
+                    release_idle_payloads(now);
+                }
+            }
+            pool_len() - before
+        };
+        let settled = receive(20_000);
+        assert_eq!(
+            receive(20_000),
+            settled,
+            "trimmed below its need, it grew back"
+        );
+        assert!((1_000..1_500).contains(&settled), "{settled} buffers");
     }
 
     #[test]

@@ -15,7 +15,6 @@
 //!
 //! `cargo bench -p amphi-room --bench forward`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -33,7 +32,9 @@ use str0m::net::{Protocol, Receive, Transmit};
 
 // ----- counting allocator ------------------------------------------------
 
-struct Counting;
+#[path = "../tests/common/counting.rs"]
+mod counting;
+use counting::Counting;
 
 /// `AMPHI_ALLOC_TRACE=1`: also keep the call stack of every 16th counted
 /// allocation, and print the most frequent after the counts.
@@ -101,37 +102,14 @@ fn print_samples() {
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards every call to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            counted();
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            counted();
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            counted();
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
+fn on_alloc() {
+    if COUNTING.load(Ordering::Relaxed) {
+        counted();
     }
 }
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting { on_alloc };
 
 // ----- an in-memory call -------------------------------------------------
 

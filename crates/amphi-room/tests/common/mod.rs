@@ -3,6 +3,8 @@
 //! a simulated clock.
 #![allow(dead_code)]
 
+pub mod counting;
+
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -193,8 +193,10 @@ test('classroom through the web client', { timeout: 150_000 }, async (t) => {
     await T.locator(`[data-testid="participants"] [data-testid="person"][data-participant-id="${idA}"][data-hand="raised"]`).waitFor({ timeout: 5_000 });
     // A's own page learns of its hand from the same broadcast; it may come after the teacher's.
     await waitFor('A\'s hand button to show raised', async () => (await A.getByTestId('toggle-hand').getAttribute('aria-pressed')) === 'true', { timeoutMs: 5_000 });
-    const order = await T.$$eval('[data-testid="hands-list"] li', (els) => els.map((el) => el.getAttribute('data-participant-id')));
-    assert.deepEqual(order, [idB, idA], 'hands in the order they were raised');
+    // The list comes with the room's state, a message after the participant's own update.
+    const hands = () => T.$$eval('[data-testid="hands-list"] li[data-participant-id]', (els) => els.map((el) => el.getAttribute('data-participant-id')));
+    await waitFor('both hands in the teacher\'s list', async () => (await hands()).length === 2, { timeoutMs: 5_000 });
+    assert.deepEqual(await hands(), [idB, idA], 'hands in the order they were raised');
     assert.match(await T.getByTestId('hands-list').innerText(), /Zoé Student[\s\S]*Sam Student/);
     assert.equal(await T.locator(`[data-testid="tile"][data-participant-id="${idB}"] [data-testid="hand"]`).innerText(), '1');
     // The teacher lowers B's hand; A lowers their own.

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use amphi_client::protocol::{ClientMessage, Permissions, Role, Source};
-use amphi_client::{ClientOptions, Connection, Output as ClientOutput, Participant, VideoShape};
+use amphi_client::{ClientOptions, Connection, Output as ClientOutput, Participant};
 use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use str0m::net::{Protocol, Receive, Transmit};
@@ -35,6 +35,9 @@ use str0m::net::{Protocol, Receive, Transmit};
 #[path = "../tests/common/counting.rs"]
 mod counting;
 use counting::Counting;
+#[path = "../tests/common/options.rs"]
+mod options;
+use options::publisher_720p;
 
 /// `AMPHI_ALLOC_TRACE=1`: also keep the call stack of every 16th counted
 /// allocation, and print the most frequent after the counts.
@@ -131,21 +134,6 @@ struct World {
     engine: Duration,
 }
 
-fn publisher_options() -> ClientOptions {
-    ClientOptions {
-        video: VideoShape {
-            width: 1280,
-            height: 720,
-            packets_per_frame: 5,
-            packet_size: 1_200,
-        },
-        keyframe_packets: Some(30),
-        keyframe_interval: Duration::from_secs(3),
-        ping_interval: None,
-        ..ClientOptions::default()
-    }
-}
-
 impl World {
     /// One publisher and `subscribers` receivers, connected and flowing.
     fn new(subscribers: usize) -> World {
@@ -172,7 +160,7 @@ impl World {
             .generate_certificate();
         for i in 0..=subscribers {
             let mut opts = if i == 0 {
-                publisher_options()
+                publisher_720p()
             } else {
                 ClientOptions {
                     ping_interval: None,

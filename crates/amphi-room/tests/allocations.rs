@@ -12,8 +12,9 @@ mod common;
 use std::cell::Cell;
 use std::time::Duration;
 
-use amphi_client::{ClientOptions, VideoShape};
+use amphi_client::ClientOptions;
 use common::counting::Counting;
+use common::options::publisher_720p;
 use common::{IN_ENGINE, World};
 
 thread_local! {
@@ -36,18 +37,7 @@ static GLOBAL: Counting = Counting { on_alloc: count };
 /// `subscribers`.
 fn allocations(subscribers: usize, measure: Duration) -> (f64, f64) {
     let mut w = World::with_bandwidth_estimation(true);
-    w.add(ClientOptions {
-        video: VideoShape {
-            width: 1280,
-            height: 720,
-            packets_per_frame: 5,
-            packet_size: 1_200,
-        },
-        keyframe_packets: Some(30),
-        keyframe_interval: Duration::from_secs(3),
-        ping_interval: None,
-        ..ClientOptions::default()
-    });
+    w.add(publisher_720p());
     for _ in 0..subscribers {
         w.add(ClientOptions {
             ping_interval: None,

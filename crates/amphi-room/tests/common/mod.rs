@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod counting;
+pub mod options;
 
 use std::cell::Cell;
 use std::collections::VecDeque;

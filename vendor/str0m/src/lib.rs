@@ -860,7 +860,7 @@ use session::Session;
 pub mod stats;
 
 use stats::{CandidatePairStats, CandidateStats, MediaEgressStats, MediaIngressStats};
-use stats::{PeerStats, Stats, StatsEvent, StatsSnapshot};
+use stats::{PeerStats, Stats, StatsEvent};
 
 mod streams;
 
@@ -2197,7 +2197,7 @@ impl Rtc {
 
         if let Some(stats) = stats {
             if stats.wants_timeout(now) {
-                let mut snapshot = StatsSnapshot::new(now);
+                let mut snapshot = stats.new_snapshot(now);
                 snapshot.peer_rx = *peer_bytes_rx;
                 snapshot.peer_tx = *peer_bytes_tx;
                 let current_round_trip_time = ice.nominated_pair_rtt();

@@ -334,7 +334,7 @@ impl Session {
                 .any(|r| matches!(r, Rtcp::SenderReport(_)))
         {
             let n = self.pending_rrtrs.len().min(MAX_DLRR_PER_REPORT);
-            let items: Vec<DlrrItem> = self
+            let items: smallvec::SmallVec<[DlrrItem; 2]> = self
                 .pending_rrtrs
                 .drain(..n)
                 .map(|(ssrc, rrtr)| {
@@ -351,7 +351,7 @@ impl Session {
             self.feedback_tx
                 .push_back(Rtcp::ExtendedReport(ExtendedReport {
                     ssrc: sender_ssrc,
-                    blocks: vec![ReportBlock::Dlrr(Dlrr { items })],
+                    blocks: smallvec::smallvec![ReportBlock::Dlrr(Dlrr { items })],
                 }));
         }
 

@@ -13,7 +13,16 @@ pub(crate) struct Stats {
     last_now: Option<Instant>,
     events: VecDeque<StatsEvent>,
     interval: Duration,
+    /// The maps of the last snapshot, emptied but with their capacity: a
+    /// snapshot per connection per interval would otherwise allocate both
+    /// anew each time (Amphi patch 16).
+    spare_maps: Option<StatsMaps>,
 }
+
+type StatsMaps = (
+    HashMap<MidRid, MediaIngressStats>,
+    HashMap<MidRid, MediaEgressStats>,
+);
 
 pub(crate) struct StatsSnapshot {
     pub peer_tx: u64,
@@ -274,7 +283,18 @@ impl Stats {
             last_now: None,
             events: VecDeque::new(),
             interval,
+            spare_maps: None,
         }
+    }
+
+    /// An empty snapshot taken at `timestamp`, in the maps of the last one.
+    pub(crate) fn new_snapshot(&mut self, timestamp: Instant) -> StatsSnapshot {
+        let mut snapshot = StatsSnapshot::new(timestamp);
+        if let Some((ingress, egress)) = self.spare_maps.take() {
+            snapshot.ingress = ingress;
+            snapshot.egress = egress;
+        }
+        snapshot
     }
 
     /// Returns true if we want to handle the timeout
@@ -318,6 +338,11 @@ impl Stats {
         for (_, event) in snapshot.egress.drain() {
             self.events.push_back(StatsEvent::MediaEgress(event));
         }
+
+        self.spare_maps = Some((
+            std::mem::take(&mut snapshot.ingress),
+            std::mem::take(&mut snapshot.egress),
+        ));
 
         self.last_now = Some(snapshot.timestamp);
     }

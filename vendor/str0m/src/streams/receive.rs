@@ -47,8 +47,8 @@ pub struct StreamRx {
     /// The Media mid/rid this stream belongs to.
     midrid: MidRid,
 
-    /// Incoming CNAME in Sdes reports.
-    cname: Option<String>,
+    /// Incoming CNAME in Sdes reports, shared with the report it came in.
+    cname: Option<std::sync::Arc<str>>,
 
     /// Whether we explicitly want to supress NACK sending. This is normally done by not
     /// setting an RTX, however this can be toggled off manually despite RTX being there.
@@ -790,7 +790,7 @@ impl StreamRx {
         });
         ExtendedReport {
             ssrc: sender_ssrc,
-            blocks: vec![block],
+            blocks: smallvec::smallvec![block],
         }
     }
 

@@ -96,8 +96,8 @@ pub struct StreamTx {
     /// Set on first handle_timeout.
     kind: Option<MediaKind>,
 
-    /// Set on first handle_timeout.
-    cname: Option<String>,
+    /// Set on first handle_timeout. Shared with every sender report's SDES.
+    cname: Option<std::sync::Arc<str>>,
 
     /// The last main payload clock rate that was sent.
     clock_rate: Option<Frequency>,
@@ -1110,12 +1110,12 @@ impl StreamTx {
         let cname = self.cname.as_ref()?;
         let mut s = Sdes {
             ssrc: self.ssrc,
-            values: ReportList::new(),
+            values: smallvec::SmallVec::new(),
         };
-        s.values.push((SdesType::CNAME, cname.to_string()));
+        s.values.push((SdesType::CNAME, cname.clone()));
 
         let mut d = Descriptions {
-            reports: Box::new(ReportList::new()),
+            reports: ReportList::new(),
         };
         d.reports.push(s);
 
@@ -1308,7 +1308,7 @@ impl StreamTx {
     fn on_first_timeout(&mut self, media: &Media, config: &CodecConfig) {
         // Always set on first timeout.
         self.kind = Some(media.kind());
-        self.cname = Some(media.cname().to_string());
+        self.cname = Some(media.cname().into());
 
         // Set on first timeout, if not set already by configuration.
         if self.unpaced.is_none() {

@@ -1,4 +1,7 @@
 use std::str::from_utf8;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use super::list::private::WordSized;
 use super::{FeedbackMessageType, RtcpType, Ssrc};
@@ -8,7 +11,11 @@ use super::{ReportList, RtcpHeader, RtcpPacket, pad_bytes_to_word};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptions {
     /// The descriptions.
-    pub reports: Box<ReportList<Sdes>>,
+    ///
+    /// Not boxed (Amphi patch 16): with one inline value per [`Sdes`] the
+    /// list is about 1.5 KB, where each sender report's CNAME used to cost
+    /// a 31 KB allocation.
+    pub reports: ReportList<Sdes>,
 }
 
 /// A single source description (SDES).
@@ -16,8 +23,14 @@ pub struct Descriptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sdes {
     pub ssrc: Ssrc,
-    pub values: ReportList<(SdesType, String)>,
+    /// At most 31 values. One inline, and shared text, so that the CNAME
+    /// every sender report carries is a reference count, not a copy
+    /// (Amphi patch 16).
+    pub values: SmallVec<[(SdesType, Arc<str>); 1]>,
 }
+
+/// Values per [`Sdes`] at most, as RTCP's 5-bit counts elsewhere.
+const MAX_VALUES: usize = 31;
 
 /// Types of SDES values.
 #[allow(clippy::upper_case_acronyms)]
@@ -71,7 +84,7 @@ impl RtcpPacket for Descriptions {
         let mut buf = &mut buf[4..];
         let mut tot = 4;
 
-        for r in &*self.reports {
+        for r in &self.reports {
             let n = r.write_to(buf);
             buf = &mut buf[n..];
             tot += n;
@@ -191,9 +204,7 @@ impl<'a> TryFrom<&'a [u8]> for Descriptions {
             buf = &buf[len..];
         }
 
-        Ok(Descriptions {
-            reports: Box::new(reports),
-        })
+        Ok(Descriptions { reports })
     }
 }
 
@@ -206,7 +217,7 @@ impl<'a> TryFrom<&'a [u8]> for Sdes {
         }
 
         let ssrc = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).into();
-        let mut values = ReportList::new();
+        let mut values = SmallVec::new();
 
         let mut buf = &buf[4..];
         let mut abs = 0;
@@ -215,7 +226,7 @@ impl<'a> TryFrom<&'a [u8]> for Sdes {
             // SDES items are END-terminated rather than count-bounded, so a
             // malformed chunk could contain more than the ReportList capacity.
             // Stop at the cap rather than panicking on the 32nd push.
-            if values.is_full() {
+            if values.len() >= MAX_VALUES {
                 break;
             }
 
@@ -269,7 +280,7 @@ impl<'a> TryFrom<&'a [u8]> for Sdes {
             abs += 2;
 
             if let Ok(value) = from_utf8(&buf[..len]) {
-                values.push((stype, value.to_string()));
+                values.push((stype, Arc::from(value)));
             } else {
                 // failed to read as utf-8. skip.
             }
@@ -291,10 +302,10 @@ mod test {
         let mut buf = vec![0; 1500];
 
         for i in 1usize..=255 {
-            let mut r = ReportList::new();
+            let mut r = SmallVec::new();
             r.push((
                 SdesType::CNAME,
-                String::from_utf8_lossy(&vec![b'a'; i][..]).to_string(),
+                Arc::from(String::from_utf8_lossy(&vec![b'a'; i][..]).as_ref()),
             ));
             let sdes = Sdes {
                 ssrc: 1.into(),
@@ -308,7 +319,7 @@ mod test {
     fn cname_serialize_deserialize() {
         let mut s1 = Sdes {
             ssrc: 1.into(),
-            values: ReportList::new(),
+            values: SmallVec::new(),
         };
         s1.values.push((SdesType::CNAME, "abc123".into()));
 

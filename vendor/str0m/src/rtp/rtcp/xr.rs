@@ -1,5 +1,7 @@
 use std::time::SystemTime;
 
+use smallvec::SmallVec;
+
 use crate::util::SystemTimeExt;
 
 use super::{FeedbackMessageType, RtcpType, Ssrc};
@@ -23,7 +25,11 @@ pub struct ExtendedReport {
     /// The SSRC this report is for.
     pub ssrc: Ssrc,
     /// The blocks reported.
-    pub blocks: Vec<ReportBlock>,
+    ///
+    /// Inline up to two: str0m sends and reads one block per report, every
+    /// second or so per stream, and a heap vector made each an allocation
+    /// (Amphi patch 16).
+    pub blocks: SmallVec<[ReportBlock; 2]>,
 }
 
 /// Parts of an extended report XR.
@@ -75,7 +81,9 @@ pub struct Rrtr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct Dlrr {
-    pub items: Vec<DlrrItem>,
+    /// Inline up to two, as [`ExtendedReport::blocks`]: one per receiver
+    /// that sent a reference time, usually one.
+    pub items: SmallVec<[DlrrItem; 2]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +196,7 @@ impl<'a> TryFrom<&'a [u8]> for ExtendedReport {
 
         let ssrc = u32::from_be_bytes(buf[..4].try_into().unwrap()).into();
 
-        let mut blocks: Vec<ReportBlock> = Vec::new();
+        let mut blocks: SmallVec<[ReportBlock; 2]> = SmallVec::new();
         let mut buf = &buf[4..];
 
         while let Ok(block) = buf.try_into() {
@@ -257,7 +265,7 @@ impl<'a> TryFrom<&'a [u8]> for Dlrr {
         let words_per_block = 3;
         let blocks = u16::from_be_bytes(buf[2..4].try_into().unwrap()) / words_per_block;
 
-        let mut items: Vec<DlrrItem> = Vec::with_capacity(blocks as usize);
+        let mut items: SmallVec<[DlrrItem; 2]> = SmallVec::new();
 
         // move on after the header
         let mut buf = &buf[4..];

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::Sha1HmacProvider;
+use crate::StunError;
 use crate::preference::default_local_preference;
 use crate::stun::{Class as StunClass, Method as StunMethod, StunTiming};
 use crate::stun::{StunMessage, StunPacket, TransId};
@@ -86,7 +88,7 @@ pub struct IceAgent {
 
     /// Queue of incoming STUN requests we might have to queue up before we receive
     /// the remote_credentials.
-    stun_server_queue: VecDeque<StunRequest>,
+    stun_server_queue: VecDeque<StunRequest<'static>>,
 
     /// Remote addresses we have seen traffic appear from. This is used
     /// to dedupe [`IceAgentEvent::DiscoveredRecv`].
@@ -143,7 +145,7 @@ where
 }
 
 #[derive(Debug)]
-struct StunRequest {
+struct StunRequest<'a> {
     now: Instant,
     proto: Protocol,
     source: SocketAddr,
@@ -151,12 +153,41 @@ struct StunRequest {
     trans_id: TransId,
     prio: u32,
     use_candidate: bool,
-    remote_ufrag: String,
+    /// Borrowed from the message while it is answered at once; owned only
+    /// by a request queued until the remote credentials are set.
+    remote_ufrag: Cow<'a, str>,
     ice_controlling: Option<u64>,
     ice_controlled: Option<u64>,
 }
 
-impl StunRequest {
+impl StunRequest<'_> {
+    fn into_owned(self) -> StunRequest<'static> {
+        let StunRequest {
+            now,
+            proto,
+            source,
+            destination,
+            trans_id,
+            prio,
+            use_candidate,
+            remote_ufrag,
+            ice_controlling,
+            ice_controlled,
+        } = self;
+        StunRequest {
+            now,
+            proto,
+            source,
+            destination,
+            trans_id,
+            prio,
+            use_candidate,
+            remote_ufrag: Cow::Owned(remote_ufrag.into_owned()),
+            ice_controlling,
+            ice_controlled,
+        }
+    }
+
     fn role_conflict_tiebreaker(&self, controlling: bool) -> Option<u64> {
         if controlling {
             self.ice_controlling
@@ -175,6 +206,11 @@ fn role_name(controlling: bool) -> &'static str {
 }
 
 const REMOTE_PEER_REFLEXIVE_TEMP_FOUNDATION: &str = "tmp_prflx";
+
+/// Room for the largest reply to a binding request we write: a success
+/// with an IPv6 XOR-MAPPED-ADDRESS, or a 487 Role Conflict, each with
+/// MESSAGE-INTEGRITY and FINGERPRINT, is 76 bytes.
+const STUN_REPLY_MAX: usize = 128;
 
 /// States the ICE connection can be in.
 ///
@@ -546,41 +582,47 @@ impl IceAgent {
         })
     }
 
-    /// Credentials for STUN.
+    /// The password of a STUN message's MESSAGE-INTEGRITY.
     ///
-    /// The username for the credential is formed by concatenating the
-    /// username fragment provided by the peer with the username fragment of
-    /// the ICE agent sending the request, separated by a colon (":").
+    /// A request is authenticated with the password of the agent it is sent
+    /// to, and its response with the same one. So a request we answer, and
+    /// our reply, use our local password (`reply`); a request we send, and
+    /// the response to it, the peer's.
     ///
-    /// The password is equal to the password provided by the peer.
-    ///
-    /// The responses utilize the same usernames and passwords as the requests
-    /// (note that the USERNAME attribute is not present in the response).
+    /// Borrowed, not owned: checking and answering the peer's binding
+    /// requests (consent checks every few seconds per connection, for an
+    /// ice-lite server the only STUN it sees) need not allocate.
     ///
     /// ### Panics
     ///
-    /// Panics if there are no remote credentials set.
-    fn stun_credentials(&self, reply: bool) -> (String, String) {
-        let local = &self.local_credentials;
-
-        let (left, right, peer_pass) = if reply {
-            ("not_used", "not_used", "not_used")
+    /// Panics if `reply` is false and there are no remote credentials set.
+    fn stun_password(&self, reply: bool) -> &str {
+        if reply {
+            &self.local_credentials.pass
         } else {
             let peer = self
                 .remote_credentials
                 .as_ref()
                 .expect("Remote ICE credentials");
-            (&peer.ufrag[..], &local.ufrag[..], &peer.pass[..])
-        };
+            &peer.pass
+        }
+    }
 
-        let username = format!("{left}:{right}");
-        let password = if reply {
-            local.pass.clone()
-        } else {
-            peer_pass.into()
-        };
-
-        (username, password)
+    /// The USERNAME of a binding request we send.
+    ///
+    /// It is formed by concatenating the username fragment provided by the
+    /// peer with the username fragment of the ICE agent sending the request,
+    /// separated by a colon (":"). Responses carry no USERNAME.
+    ///
+    /// ### Panics
+    ///
+    /// Panics if there are no remote credentials set.
+    fn stun_request_username(&self) -> String {
+        let peer = self
+            .remote_credentials
+            .as_ref()
+            .expect("Remote ICE credentials");
+        format!("{}:{}", peer.ufrag, self.local_credentials.ufrag)
     }
 
     /// Whether this side is controlling or controlled.
@@ -1067,7 +1109,7 @@ impl IceAgent {
             |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
 
         let do_integrity_check = |is_request: bool| -> bool {
-            let (_, password) = self.stun_credentials(is_request);
+            let password = self.stun_password(is_request);
             let integrity_passed = message.verify(password.as_bytes(), sha1_hmac);
 
             // The integrity is always the last thing we check
@@ -1383,6 +1425,8 @@ impl IceAgent {
 
         // Because we might have to delay stun requests until we receive the remote
         // credentials, we extract all relevant bits of information so it can be owned.
+        // Only a queued request owns its ufrag: answering one at once (every
+        // consent check) allocates nothing for it.
         let req = StunRequest {
             now,
             proto: packet.proto,
@@ -1391,7 +1435,7 @@ impl IceAgent {
             trans_id,
             prio,
             use_candidate,
-            remote_ufrag: remote_ufrag.into(),
+            remote_ufrag: Cow::Borrowed(remote_ufrag),
             ice_controlling: message.ice_controlling(),
             ice_controlled: message.ice_controlled(),
         };
@@ -1409,7 +1453,7 @@ impl IceAgent {
             // It is possible (and in fact very likely) that the
             // initiating agent will receive a Binding request prior to receiving
             // the candidates from its peer.
-            queue.push_back(req);
+            queue.push_back(req.into_owned());
 
             // This is some denial-of-service attack protection.
             while queue.len() > 100 {
@@ -1428,7 +1472,7 @@ impl IceAgent {
         }
     }
 
-    fn stun_server_handle_request(&mut self, req: StunRequest) {
+    fn stun_server_handle_request(&mut self, req: StunRequest<'_>) {
         let remote_creds = self.remote_credentials.as_ref().expect("Remote ICE creds");
         if req.remote_ufrag != remote_creds.ufrag {
             // this check can be delayed due to receiving STUN bind requests before we
@@ -1637,8 +1681,6 @@ impl IceAgent {
             self.evaluate_nomination();
         }
 
-        let (_, password) = self.stun_credentials(true);
-
         let reply = StunMessage::binding_reply(req.trans_id, req.source);
 
         trace!(
@@ -1646,14 +1688,9 @@ impl IceAgent {
             local_addr, remote_addr, reply
         );
 
-        let mut buf = vec![0_u8; self.mtu()];
-
-        let sha1_hmac =
-            |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
-        let n = reply
-            .to_bytes(Some(password.as_bytes()), &mut buf, sha1_hmac)
+        let buf = self
+            .serialize_reply(reply)
             .expect("IO error writing STUN reply");
-        buf.truncate(n);
 
         let trans = Transmit {
             proto,
@@ -1665,9 +1702,7 @@ impl IceAgent {
         self.transmit.push_back(trans);
     }
 
-    fn send_role_conflict_reply(&mut self, req: &StunRequest) {
-        let (_, password) = self.stun_credentials(true);
-
+    fn send_role_conflict_reply(&mut self, req: &StunRequest<'_>) {
         let reply = StunMessage::binding_role_conflict_reply(req.trans_id);
 
         debug!(
@@ -1677,14 +1712,9 @@ impl IceAgent {
             req.source,
         );
 
-        let mut buf = vec![0_u8; self.mtu()];
-
-        let sha1_hmac =
-            |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
-        let n = reply
-            .to_bytes(Some(password.as_bytes()), &mut buf, sha1_hmac)
+        let buf = self
+            .serialize_reply(reply)
             .expect("IO error writing STUN error reply");
-        buf.truncate(n);
 
         let trans = Transmit {
             proto: req.proto,
@@ -1694,6 +1724,27 @@ impl IceAgent {
         };
 
         self.transmit.push_back(trans);
+    }
+
+    /// Serializes our reply to a binding request, authenticated with our
+    /// password.
+    ///
+    /// It is written on the stack and copied out at its length: a reply is
+    /// far smaller than the MTU, and a buffer of the MTU (1150 bytes by
+    /// default) is zeroed in full and too large for the allocator's
+    /// per-thread cache. The copy cannot be avoided here: the buffer leaves
+    /// in a `Transmit`, and nothing hands it back to this crate.
+    fn serialize_reply(&self, reply: StunMessage<'_>) -> Result<Vec<u8>, StunError> {
+        let mut buf = [0_u8; STUN_REPLY_MAX];
+        // A reply larger than the MTU fails as it did in a buffer of the MTU.
+        let len = self.mtu().min(STUN_REPLY_MAX);
+
+        let sha1_hmac =
+            |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
+        let password = self.stun_password(true);
+        let n = reply.to_bytes(Some(password.as_bytes()), &mut buf[..len], sha1_hmac)?;
+
+        Ok(buf[..n].to_vec())
     }
 
     /// Switches the controlling/controlled role and recomputes pair priorities
@@ -1723,7 +1774,7 @@ impl IceAgent {
     }
 
     fn stun_client_binding_request(&mut self, now: Instant, pair_idx: usize) {
-        let (username, password) = self.stun_credentials(false);
+        let username = self.stun_request_username();
 
         let pair = &mut self.candidate_pairs[pair_idx];
         let local = pair.local_candidate(&self.local_candidates);
@@ -1752,6 +1803,7 @@ impl IceAgent {
             binding
         );
 
+        let password = self.stun_password(false);
         let mut buf = vec![0_u8; self.mtu()];
 
         let sha1_hmac =
@@ -3093,5 +3145,294 @@ mod test {
         agent.set_mtu(900..=1280);
         assert_eq!(agent.mtu(), 900);
         assert_eq!(agent.mtu_warn(), 1280);
+    }
+
+    // Answering the peer's binding requests (an ice-lite server's consent
+    // checks) borrows the credentials and the request's ufrag instead of
+    // copying them. These tests pin down that the answers did not change.
+
+    /// An ice-lite, controlled agent (a server) at `local` that knows its
+    /// peer's credentials and candidate at `remote`, as after the
+    /// offer/answer.
+    fn ice_lite_agent(remote_creds: &IceCreds, local: SocketAddr, remote: SocketAddr) -> IceAgent {
+        let mut agent = new_test_agent();
+        agent.set_ice_lite(true);
+        agent.set_controlling(false);
+        agent
+            .add_local_candidate(Candidate::host(local, "udp").unwrap())
+            .unwrap();
+        agent.set_remote_credentials(remote_creds.clone());
+        let mut remote_candidate = Candidate::host(remote, "udp").unwrap();
+        remote_candidate.set_ufrag(&remote_creds.ufrag);
+        agent.add_remote_candidate(remote_candidate);
+        agent
+    }
+
+    fn stun_packet(bytes: &[u8], source: SocketAddr, destination: SocketAddr) -> StunPacket<'_> {
+        StunPacket {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            message: StunMessage::parse(bytes).unwrap(),
+        }
+    }
+
+    fn verify(message: &StunMessage<'_>, password: &str) -> bool {
+        message.verify(password.as_bytes(), |key, payloads| {
+            DefaultSha1HmacProvider.sha1_hmac(key, payloads)
+        })
+    }
+
+    #[test]
+    fn a_binding_request_with_a_wrong_password_is_rejected() {
+        let remote_creds = IceCreds::new();
+        let mut agent = ice_lite_agent(&remote_creds, ipv4_1(), ipv4_3());
+
+        // The right ufrags, signed with the peer's password or a stranger's
+        // instead of ours.
+        for pass in [remote_creds.pass.clone(), IceCreds::new().pass] {
+            let signer = IceCreds {
+                ufrag: agent.local_credentials.ufrag.clone(),
+                pass,
+            };
+            let req = make_serialized_binding_request(&signer, &remote_creds, true, 1);
+            let packet = stun_packet(&req, ipv4_3(), ipv4_1());
+
+            assert!(!agent.accepts_message(&packet.message));
+            assert!(!agent.handle_packet(Instant::now(), packet));
+        }
+        assert!(agent.poll_transmit().is_none());
+        assert_eq!(agent.stats().bind_request_recv, 0);
+
+        // The same request signed with our password is answered.
+        let req = make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+        assert!(agent.handle_packet(Instant::now(), stun_packet(&req, ipv4_3(), ipv4_1())));
+        assert!(agent.poll_transmit().is_some());
+    }
+
+    #[test]
+    fn a_response_is_checked_with_the_remote_password() {
+        let mut agent = new_test_agent();
+        agent.set_controlling(true);
+        let remote_creds = IceCreds::new();
+        agent.set_remote_credentials(remote_creds.clone());
+        agent
+            .add_local_candidate(Candidate::host(ipv4_1(), "udp").unwrap())
+            .unwrap();
+        let mut remote_candidate = Candidate::host(ipv4_3(), "udp").unwrap();
+        remote_candidate.set_ufrag(&remote_creds.ufrag);
+        agent.add_remote_candidate(remote_candidate);
+
+        agent.handle_timeout(Instant::now());
+        let request = agent.poll_transmit().unwrap();
+        let message = StunMessage::parse(&request.contents).unwrap();
+        assert!(message.is_binding_request());
+        // Our request names both ufrags and is signed with the peer's password.
+        let username = format!("{}:{}", remote_creds.ufrag, agent.local_credentials.ufrag);
+        assert_eq!(message.username(), Some(username.as_str()));
+        assert!(verify(&message, &remote_creds.pass));
+        let trans_id = message.trans_id();
+
+        let with_our_password = make_authenticated_stun_reply(
+            trans_id,
+            ipv4_1(),
+            &agent.local_credentials.pass.clone(),
+        );
+        let packet = stun_packet(&with_our_password, ipv4_3(), ipv4_1());
+        assert!(!agent.accepts_message(&packet.message));
+
+        let with_theirs = make_authenticated_stun_reply(trans_id, ipv4_1(), &remote_creds.pass);
+        let packet = stun_packet(&with_theirs, ipv4_3(), ipv4_1());
+        assert!(agent.accepts_message(&packet.message));
+        assert!(agent.handle_packet(Instant::now(), packet));
+        assert_eq!(agent.stats().bind_success_recv, 1);
+    }
+
+    #[test]
+    fn a_reply_carries_integrity_with_the_local_password() {
+        // IPv6 makes the longest XOR-MAPPED-ADDRESS, so the longest reply.
+        for (local, remote, len) in [(ipv4_1(), ipv4_3(), 64), (ipv6_1(), ipv6_2(), 76)] {
+            let remote_creds = IceCreds::new();
+            let mut agent = ice_lite_agent(&remote_creds, local, remote);
+
+            let req =
+                make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+            let trans_id = StunMessage::parse(&req).unwrap().trans_id();
+            assert!(agent.handle_packet(Instant::now(), stun_packet(&req, remote, local)));
+
+            let reply = agent.poll_transmit().expect("a reply");
+            assert_eq!((reply.source, reply.destination), (local, remote));
+            assert_eq!(reply.contents.len(), len);
+            assert!(reply.contents.len() <= STUN_REPLY_MAX);
+            let message = StunMessage::parse(&reply.contents).unwrap();
+            assert!(message.is_successful_binding_response());
+            assert_eq!(message.trans_id(), trans_id);
+            assert_eq!(message.mapped_address(), Some(remote));
+            assert!(verify(&message, &agent.local_credentials.pass));
+            assert!(!verify(&message, &remote_creds.pass));
+        }
+    }
+
+    #[test]
+    fn a_role_conflict_reply_carries_integrity_with_the_local_password() {
+        let remote_creds = IceCreds::new();
+        let mut agent = ice_lite_agent(&remote_creds, ipv6_1(), ipv6_2());
+        agent.set_controlling(true);
+        agent.set_control_tie_breaker(u64::MAX);
+
+        // The peer claims controlling too, with a lower tie breaker (0).
+        let req = make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+        let trans_id = StunMessage::parse(&req).unwrap().trans_id();
+        assert!(agent.handle_packet(Instant::now(), stun_packet(&req, ipv6_2(), ipv6_1())));
+
+        let reply = agent.poll_transmit().expect("a 487 reply");
+        assert_eq!(reply.contents.len(), 76);
+        let message = StunMessage::parse(&reply.contents).unwrap();
+        assert!(message.is_failed_binding_response());
+        assert_eq!(message.error_code(), Some((487, "Role Conflict")));
+        assert_eq!(message.trans_id(), trans_id);
+        assert!(verify(&message, &agent.local_credentials.pass));
+        assert!(agent.controlling());
+    }
+
+    #[test]
+    #[should_panic(expected = "IO error writing STUN reply")]
+    fn a_reply_larger_than_the_mtu_still_fails() {
+        let remote_creds = IceCreds::new();
+        let mut agent = ice_lite_agent(&remote_creds, ipv4_1(), ipv4_3());
+        // A reply to IPv4 is 64 bytes.
+        agent.set_mtu(60..=60);
+
+        let req = make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+        agent.handle_packet(Instant::now(), stun_packet(&req, ipv4_3(), ipv4_1()));
+    }
+
+    #[test]
+    fn requests_before_the_remote_credentials_are_answered_once_they_are_set() {
+        let mut agent = new_test_agent();
+        agent.set_ice_lite(true);
+        agent
+            .add_local_candidate(Candidate::host(ipv4_1(), "udp").unwrap())
+            .unwrap();
+        let now = Instant::now();
+        agent.handle_timeout(now);
+
+        let remote_creds = IceCreds::new();
+        let stranger = IceCreds::new();
+        let from_stranger =
+            make_serialized_binding_request(&agent.local_credentials, &stranger, true, 1);
+        let from_peer =
+            make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+        let peer_trans_id = StunMessage::parse(&from_peer).unwrap().trans_id();
+
+        // Without the remote credentials only our side of a request is
+        // checked, and it waits for theirs.
+        assert!(agent.handle_packet(now, stun_packet(&from_stranger, ipv4_2(), ipv4_1())));
+        assert!(agent.handle_packet(now, stun_packet(&from_peer, ipv4_3(), ipv4_1())));
+        assert!(agent.poll_transmit().is_none());
+
+        agent.set_remote_credentials(remote_creds.clone());
+        // One queued request per timeout; the stranger's ufrag is refused.
+        agent.handle_timeout(now + Duration::from_millis(50));
+        assert!(agent.poll_transmit().is_none());
+        agent.handle_timeout(now + Duration::from_millis(100));
+
+        let reply = agent
+            .poll_transmit()
+            .expect("the peer's request is answered");
+        assert_eq!(reply.destination, ipv4_3());
+        let message = StunMessage::parse(&reply.contents).unwrap();
+        assert!(message.is_successful_binding_response());
+        assert_eq!(message.trans_id(), peer_trans_id);
+        assert!(verify(&message, &agent.local_credentials.pass));
+        assert!(agent.poll_transmit().is_none());
+        assert_eq!(agent.stats().bind_request_recv, 1);
+    }
+
+    #[test]
+    fn answering_a_binding_request_allocates_only_the_reply() {
+        // Other tests' log subscribers enable trace points, whose output
+        // would allocate.
+        let _no_logs =
+            tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+
+        let remote_creds = IceCreds::new();
+        let mut agent = ice_lite_agent(&remote_creds, ipv4_1(), ipv4_3());
+        let mut now = Instant::now();
+        agent.handle_timeout(now);
+
+        let answer = |agent: &mut IceAgent, now: Instant| {
+            let req =
+                make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+            let packet = stun_packet(&req, ipv4_3(), ipv4_1());
+            let (accepted, allocations) =
+                counting::allocations(|| agent.handle_packet(now, packet));
+            assert!(accepted);
+            assert!(agent.poll_transmit().is_some());
+            while agent.poll_event().is_some() {}
+            allocations
+        };
+
+        // The first requests discover the peer and grow the queues.
+        for _ in 0..2 {
+            answer(&mut agent, now);
+            now += Duration::from_secs(2);
+            agent.handle_timeout(now);
+        }
+
+        // The reply's buffer leaves in the `Transmit`: nothing else.
+        assert_eq!(answer(&mut agent, now), 1);
+    }
+
+    /// Counts allocations on the thread that asks, so that tests running
+    /// meanwhile on others do not disturb the count.
+    mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        struct Counting;
+
+        #[global_allocator]
+        static ALLOCATOR: Counting = Counting;
+
+        thread_local! {
+            // `const` and without a destructor, so reading it never allocates.
+            static COUNT: Cell<Option<usize>> = const { Cell::new(None) };
+        }
+
+        fn count() {
+            let _ = COUNT.try_with(|c| c.set(c.get().map(|n| n + 1)));
+        }
+
+        // SAFETY: forwards every call to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                count();
+                // SAFETY: same contract as ours.
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                count();
+                // SAFETY: same contract as ours.
+                unsafe { System.alloc_zeroed(layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                count();
+                // SAFETY: same contract as ours.
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: same contract as ours.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        /// Runs `f`, and tells how many allocations it made on this thread.
+        pub fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+            COUNT.with(|c| c.set(Some(0)));
+            let r = f();
+            let n = COUNT.with(|c| c.take()).unwrap_or(0);
+            (r, n)
+        }
     }
 }

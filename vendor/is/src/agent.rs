@@ -212,6 +212,38 @@ const REMOTE_PEER_REFLEXIVE_TEMP_FOUNDATION: &str = "tmp_prflx";
 /// MESSAGE-INTEGRITY and FINGERPRINT, is 76 bytes.
 const STUN_REPLY_MAX: usize = 128;
 
+/// Reply buffers kept per thread at most. Replies go out one at a time, so
+/// a few suffice; the bound keeps a caller that recycles more than it
+/// sends from growing the list.
+const MAX_REPLY_BUFFERS: usize = 32;
+
+thread_local! {
+    /// Buffers of sent replies, handed back by [`recycle_reply`] (Amphi
+    /// patch 2).
+    static REPLY_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Gives back the buffer of a sent datagram, to write a later STUN reply
+/// into on this thread.
+///
+/// A server answers every peer's consent checks, every few seconds per
+/// connection; without this each answer is a new buffer. Only the buffers
+/// replies are written into are kept (the capacity tells them apart); any
+/// other is freed, so a caller may hand back every small datagram it sent.
+pub fn recycle_reply(buf: Vec<u8>) {
+    if buf.capacity() != STUN_REPLY_MAX {
+        return;
+    }
+    // Not during the thread's teardown: then the buffer is just freed.
+    let _ = REPLY_BUFFERS.try_with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < MAX_REPLY_BUFFERS {
+            free.push(buf);
+        }
+    });
+}
+
 /// States the ICE connection can be in.
 ///
 /// More details on connection states can be found in the [ICE RFC][1].
@@ -1744,7 +1776,14 @@ impl IceAgent {
         let password = self.stun_password(true);
         let n = reply.to_bytes(Some(password.as_bytes()), &mut buf[..len], sha1_hmac)?;
 
-        Ok(buf[..n].to_vec())
+        let recycled = REPLY_BUFFERS
+            .try_with(|free| free.borrow_mut().pop())
+            .ok()
+            .flatten();
+        let mut out = recycled.unwrap_or_else(|| Vec::with_capacity(STUN_REPLY_MAX));
+        out.clear();
+        out.extend_from_slice(&buf[..n]);
+        Ok(out)
     }
 
     /// Switches the controlling/controlled role and recomputes pair priorities
@@ -3382,6 +3421,55 @@ mod test {
 
         // The reply's buffer leaves in the `Transmit`: nothing else.
         assert_eq!(answer(&mut agent, now), 1);
+    }
+
+    #[test]
+    fn a_recycled_reply_buffer_serves_the_next_reply() {
+        let _no_logs =
+            tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+
+        let remote_creds = IceCreds::new();
+        let mut agent = ice_lite_agent(&remote_creds, ipv4_1(), ipv4_3());
+        let mut now = Instant::now();
+        agent.handle_timeout(now);
+
+        let mut answer = |agent: &mut IceAgent| {
+            let req =
+                make_serialized_binding_request(&agent.local_credentials, &remote_creds, true, 1);
+            let packet = stun_packet(&req, ipv4_3(), ipv4_1());
+            let (accepted, allocations) =
+                counting::allocations(|| agent.handle_packet(now, packet));
+            assert!(accepted);
+            let reply = agent.poll_transmit().expect("a reply");
+            while agent.poll_event().is_some() {}
+            now += Duration::from_secs(2);
+            agent.handle_timeout(now);
+            let buf: Vec<u8> = reply.contents.into();
+            (buf, allocations)
+        };
+
+        for _ in 0..2 {
+            let (buf, _) = answer(&mut agent);
+            recycle_reply(buf);
+        }
+        let (buf, _) = answer(&mut agent);
+        let ptr = buf.as_ptr();
+        recycle_reply(buf);
+
+        // The buffer given back carries the next reply, and nothing is
+        // allocated for it.
+        let (buf, allocations) = answer(&mut agent);
+        assert_eq!(buf.as_ptr(), ptr);
+        assert_eq!(allocations, 0);
+        // Still a valid reply, with our integrity.
+        let reply = StunMessage::parse(&buf).expect("a STUN message");
+        assert!(reply.is_successful_binding_response());
+        recycle_reply(buf);
+
+        // A buffer of another size is not kept for replies.
+        let before = REPLY_BUFFERS.with(|free| free.borrow().len());
+        recycle_reply(Vec::with_capacity(1500));
+        assert_eq!(REPLY_BUFFERS.with(|free| free.borrow().len()), before);
     }
 
     /// Counts allocations on the thread that asks, so that tests running

@@ -100,7 +100,9 @@
 extern crate tracing;
 
 mod agent;
-pub use agent::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, LocalPreference};
+pub use agent::{
+    IceAgent, IceAgentEvent, IceConnectionState, IceCreds, LocalPreference, recycle_reply,
+};
 
 mod candidate;
 pub use candidate::{Candidate, CandidateBuilder, CandidateKind};

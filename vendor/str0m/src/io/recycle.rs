@@ -32,8 +32,9 @@ thread_local! {
 /// Gives the buffer of a datagram that was sent back to str0m, to encrypt a
 /// later packet into on this thread.
 ///
-/// Buffers smaller than a full packet (STUN, most DTLS) and any beyond what
-/// the thread keeps are freed.
+/// Buffers smaller than a full packet are freed, but for those of STUN
+/// replies, which the ICE agent keeps; so are any beyond what the thread
+/// keeps.
 pub fn recycle(datagram: DatagramSend) {
     put(datagram.into());
 }
@@ -41,6 +42,9 @@ pub fn recycle(datagram: DatagramSend) {
 /// Keeps `buf` for reuse on this thread, if it is worth keeping.
 pub(crate) fn put(buf: Vec<u8>) {
     if buf.capacity() < CAPACITY {
+        // The ICE agent keeps the buffers of its STUN replies, which an
+        // ice-lite server writes for every consent check (Amphi patch 17).
+        is::recycle_reply(buf);
         return;
     }
     // Not during the thread's teardown: then the buffer is just freed.

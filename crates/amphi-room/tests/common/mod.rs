@@ -175,7 +175,15 @@ impl World {
             if t.destination == self.server {
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                 in_engine(|| self.sfu.handle_input(Input::Receive(self.now, r)));
+                // What the server sends for this datagram goes out ahead of
+                // the datagrams still queued, as the server's sender flushes
+                // a batch at a time: queued behind a keyframe's other
+                // packets, a fan-out of 100 held thousands of datagrams,
+                // more than str0m keeps buffers for, and the allocation
+                // counts measured this network instead of the engine.
+                let queued = wire.len();
                 self.drain_server(&mut wire);
+                wire.rotate_right(wire.len() - queued);
                 str0m::net::recycle(t.contents);
                 continue;
             }

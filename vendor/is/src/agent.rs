@@ -1761,29 +1761,25 @@ impl IceAgent {
     /// Serializes our reply to a binding request, authenticated with our
     /// password.
     ///
-    /// It is written on the stack and copied out at its length: a reply is
-    /// far smaller than the MTU, and a buffer of the MTU (1150 bytes by
-    /// default) is zeroed in full and too large for the allocator's
-    /// per-thread cache. The copy cannot be avoided here: the buffer leaves
-    /// in a `Transmit`, and nothing hands it back to this crate.
+    /// Into a buffer of a reply's size, not the MTU's (1150 bytes by
+    /// default, zeroed in full): one that [`recycle_reply`] handed back if
+    /// there is one.
     fn serialize_reply(&self, reply: StunMessage<'_>) -> Result<Vec<u8>, StunError> {
-        let mut buf = [0_u8; STUN_REPLY_MAX];
-        // A reply larger than the MTU fails as it did in a buffer of the MTU.
-        let len = self.mtu().min(STUN_REPLY_MAX);
-
-        let sha1_hmac =
-            |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
-        let password = self.stun_password(true);
-        let n = reply.to_bytes(Some(password.as_bytes()), &mut buf[..len], sha1_hmac)?;
-
         let recycled = REPLY_BUFFERS
             .try_with(|free| free.borrow_mut().pop())
             .ok()
             .flatten();
-        let mut out = recycled.unwrap_or_else(|| Vec::with_capacity(STUN_REPLY_MAX));
-        out.clear();
-        out.extend_from_slice(&buf[..n]);
-        Ok(out)
+        let mut buf = recycled.unwrap_or_else(|| Vec::with_capacity(STUN_REPLY_MAX));
+        // A reply larger than the MTU fails as it did in a buffer of the MTU.
+        buf.clear();
+        buf.resize(self.mtu().min(STUN_REPLY_MAX), 0);
+
+        let sha1_hmac =
+            |key: &[u8], payloads: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(key, payloads);
+        let password = self.stun_password(true);
+        let n = reply.to_bytes(Some(password.as_bytes()), &mut buf, sha1_hmac)?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
     /// Switches the controlling/controlled role and recomputes pair priorities

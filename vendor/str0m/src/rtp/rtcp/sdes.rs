@@ -280,7 +280,7 @@ impl<'a> TryFrom<&'a [u8]> for Sdes {
             abs += 2;
 
             if let Ok(value) = from_utf8(&buf[..len]) {
-                values.push((stype, Arc::from(value)));
+                values.push((stype, text::shared(value)));
             } else {
                 // failed to read as utf-8. skip.
             }
@@ -293,9 +293,122 @@ impl<'a> TryFrom<&'a [u8]> for Sdes {
     }
 }
 
+/// SDES text shared per thread (Amphi patch 18).
+///
+/// RFC 3550 (6.1) has every compound RTCP packet carry the sender's CNAME,
+/// and a browser sends one or more a second: parsed into a new string each
+/// time, that was an allocation per report on a server's steady path. The
+/// text comes back from a map of the strings seen lately instead, kept per
+/// thread as the payload pools are (streams/payload.rs).
+mod text {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    /// The map is swept when it reaches this many strings, or twice what
+    /// the last sweep left.
+    const SWEEP_FROM: usize = 1_024;
+    /// Beyond this, after a sweep, new strings are not kept: a bound on
+    /// memory against peers that send a new text in every report.
+    const MAX_KEPT: usize = 1 << 16;
+
+    struct Texts {
+        /// Each string, with the sweep period it was last asked for in.
+        seen: HashMap<Arc<str>, Cell<u32>>,
+        period: u32,
+        sweep_at: usize,
+    }
+
+    impl Texts {
+        fn shared(&mut self, value: &str) -> Arc<str> {
+            if let Some((text, asked)) = self.seen.get_key_value(value) {
+                asked.set(self.period);
+                return text.clone();
+            }
+            if self.seen.len() >= self.sweep_at {
+                // Kept: what a stream still holds, or what was asked for
+                // since the last sweep (a CNAME nobody stores, such as a
+                // subscriber's, comes again with its next report).
+                let period = self.period;
+                self.seen
+                    .retain(|text, asked| Arc::strong_count(text) > 1 || asked.get() == period);
+                self.period = period.wrapping_add(1);
+                self.sweep_at = (self.seen.len() * 2).max(SWEEP_FROM);
+            }
+            let text: Arc<str> = Arc::from(value);
+            if self.seen.len() < MAX_KEPT {
+                self.seen.insert(text.clone(), Cell::new(self.period));
+            }
+            text
+        }
+    }
+
+    thread_local! {
+        static TEXTS: RefCell<Texts> = RefCell::new(Texts {
+            seen: HashMap::new(),
+            period: 0,
+            sweep_at: SWEEP_FROM,
+        });
+    }
+
+    #[cfg(test)]
+    pub(super) fn kept() -> usize {
+        TEXTS.with(|t| t.borrow().seen.len())
+    }
+
+    /// `value` as a shared string, the same one as last time if it was
+    /// seen lately on this thread.
+    pub(super) fn shared(value: &str) -> Arc<str> {
+        // During the thread's teardown the map is gone: allocate.
+        TEXTS
+            .try_with(|t| t.borrow_mut().shared(value))
+            .unwrap_or_else(|_| Arc::from(value))
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn a_repeated_cname_is_shared_not_copied() {
+        let buf = [
+            0x81, 0xca, 0x00, 0x03, // SDES, one chunk, 3 words after the header
+            0x00, 0x00, 0x04, 0xd2, // SSRC 1234
+            0x01, 0x05, b'a', b'l', b'i', b'c', b'e', 0x00, // CNAME "alice", END
+        ];
+        let parse = |buf: &[u8]| -> Arc<str> {
+            let d = Descriptions::try_from(&buf[4..]).expect("parses");
+            d.reports[0].values[0].1.clone()
+        };
+        let first = parse(&buf);
+        let second = parse(&buf);
+        assert_eq!(&*first, "alice");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second report copied the CNAME"
+        );
+
+        let mut other = buf;
+        other[10] = b'A';
+        let third = parse(&other);
+        assert_eq!(&*third, "Alice");
+        assert!(!Arc::ptr_eq(&first, &third));
+    }
+
+    #[test]
+    fn texts_nobody_asks_for_are_swept() {
+        // Many strings nobody keeps or asks for again, while one is held by
+        // a stream and one comes in every report.
+        let held = text::shared("held");
+        let hot = text::shared("hot");
+        for i in 0..10_000 {
+            drop(text::shared(&format!("once-{i}")));
+            assert!(Arc::ptr_eq(&hot, &text::shared("hot")));
+        }
+        assert!(Arc::ptr_eq(&held, &text::shared("held")));
+        assert!(text::kept() <= 2 * 1_024 + 2, "kept {}", text::kept());
+    }
 
     #[test]
     fn computed_and_write_to_equal() {

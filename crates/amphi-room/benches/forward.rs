@@ -29,6 +29,7 @@ use amphi_client::{ClientOptions, Connection, Output as ClientOutput, Participan
 use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{PayloadPools, with_payload_pools};
 
 // ----- counting allocator ------------------------------------------------
 
@@ -135,6 +136,8 @@ struct World {
     now: Instant,
     server: SocketAddr,
     wire: VecDeque<Transmit>,
+    /// The clients' own payload pools (tests/common/mod.rs).
+    client_pools: PayloadPools,
     /// Time spent inside the engine.
     engine: Duration,
 }
@@ -158,6 +161,7 @@ impl World {
             now,
             server,
             wire: VecDeque::new(),
+            client_pools: PayloadPools::default(),
             engine: Duration::ZERO,
         };
         let cert = str0m::crypto::from_feature_flags()
@@ -205,8 +209,7 @@ impl World {
         // Steady state first, so that what grows once has grown: buffers to
         // their size, and str0m's pool of received payloads to what the
         // retransmission histories keep alive (256 packets per video
-        // stream). The clients, on this thread too, draw their received
-        // payloads from the same pool, so here it takes several seconds.
+        // stream), which takes several seconds.
         for _ in 0..15_000 {
             w.tick();
         }
@@ -233,7 +236,7 @@ impl World {
         self.timed(|s| s.handle_input(Input::Timeout(now)));
         self.drain_server();
         for c in &mut self.clients {
-            c.p.handle_timeout(now);
+            with_payload_pools(&mut self.client_pools, || c.p.handle_timeout(now));
         }
         for i in 0..self.clients.len() {
             self.drain_client(i);
@@ -261,9 +264,10 @@ impl World {
             }) else {
                 continue;
             };
-            self.clients[i]
-                .p
-                .handle_datagram(now, t.source, t.destination, &t.contents);
+            let c = &mut self.clients[i];
+            with_payload_pools(&mut self.client_pools, || {
+                c.p.handle_datagram(now, t.source, t.destination, &t.contents);
+            });
             // As the server's sender does once a datagram is out.
             str0m::net::recycle(t.contents);
             self.drain_client(i);
@@ -274,7 +278,7 @@ impl World {
         let now = self.now;
         loop {
             let c = &mut self.clients[i];
-            match c.p.poll_output() {
+            match with_payload_pools(&mut self.client_pools, || c.p.poll_output()) {
                 ClientOutput::Timeout(_) => return,
                 ClientOutput::Transmit(t) => self.wire.push_back(t),
                 ClientOutput::Signal(m) => {

@@ -796,8 +796,8 @@ pub mod rtp {
     };
     pub use crate::rtp_::{RtpHeader, SeqNo, Ssrc, VideoOrientation};
     pub use crate::streams::{
-        Payload, RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
-        release_idle_payloads,
+        Payload, PayloadPools, RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx,
+        StreamTxQueueInfo, release_idle_payloads, with_payload_pools,
     };
 
     /// Debug output of the unencrypted RTP and RTCP packets.

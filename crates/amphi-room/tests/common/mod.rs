@@ -17,6 +17,7 @@ use amphi_client::protocol::{
 use amphi_client::{ClientOptions, Connection, MediaKind, Output as ClientOutput, Participant};
 use amphi_room::{Command, Input, JoinRequest, Output, ParticipantId, Sfu, SfuConfig, SfuEvent};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{PayloadPools, with_payload_pools};
 
 const SERVER: &str = "127.0.0.1:5000";
 
@@ -63,6 +64,10 @@ pub struct World {
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
+    /// The clients' received payloads come from pools of their own: on the
+    /// server's thread they would turn its pools faster than its own
+    /// traffic does, and it would allocate for them (tests/allocations.rs).
+    client_pools: PayloadPools,
 }
 
 pub fn teacher() -> Permissions {
@@ -106,6 +111,7 @@ impl World {
             answers: Vec::new(),
             events: Vec::new(),
             loss: None,
+            client_pools: PayloadPools::default(),
         }
     }
 
@@ -151,7 +157,7 @@ impl World {
             let now = self.now;
             in_engine(|| self.sfu.handle_input(Input::Timeout(now)));
             for c in &mut self.clients {
-                c.p.handle_timeout(now);
+                with_payload_pools(&mut self.client_pools, || c.p.handle_timeout(now));
             }
             self.exchange();
         }
@@ -194,9 +200,10 @@ impl World {
             }) else {
                 continue;
             };
-            self.clients[i]
-                .p
-                .handle_datagram(self.now, t.source, t.destination, &t.contents);
+            let c = &mut self.clients[i];
+            with_payload_pools(&mut self.client_pools, || {
+                c.p.handle_datagram(self.now, t.source, t.destination, &t.contents);
+            });
             // As the server's sender does once a datagram is out.
             str0m::net::recycle(t.contents);
             self.drain_client(i, &mut wire);
@@ -207,7 +214,7 @@ impl World {
         let now = self.now;
         loop {
             let c = &mut self.clients[i];
-            match c.p.poll_output() {
+            match with_payload_pools(&mut self.client_pools, || c.p.poll_output()) {
                 ClientOutput::Timeout(_) => return,
                 ClientOutput::Transmit(t) => {
                     if c.online {

@@ -17,7 +17,7 @@ use crate::rtp_::{MediaTime, SenderInfo};
 use crate::rtp_::{Mid, Rid, SeqNo};
 use crate::util::already_happened;
 
-pub use self::payload::{Payload, release_idle_payloads};
+pub use self::payload::{Payload, PayloadPools, release_idle_payloads, with_payload_pools};
 pub use self::receive::StreamRx;
 pub use self::send::{RtpWrite, StreamTx, StreamTxQueueInfo};
 

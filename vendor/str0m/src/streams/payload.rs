@@ -186,6 +186,49 @@ pub fn release_idle_payloads(now: Instant) {
     });
 }
 
+/// Payload pools of their own, for connections that share a thread with
+/// others but should not share buffers with them (Amphi patch 19).
+///
+/// A pool settles at what its payloads' lifetimes need when those are
+/// alike; a thread that also drives connections whose payloads live much
+/// shorter (the clients of a test or benchmark, on the server's thread)
+/// makes it turn faster, so that the long-lived buffers are found held
+/// and new ones allocated. Run those connections in
+/// [`with_payload_pools`].
+pub struct PayloadPools([Pool; 2]);
+
+impl Default for PayloadPools {
+    fn default() -> Self {
+        PayloadPools([Pool::new(SMALL), Pool::new(LARGE)])
+    }
+}
+
+impl fmt::Debug for PayloadPools {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let buffers: usize = self.0.iter().map(|p| p.slots.len()).sum();
+        f.debug_struct("PayloadPools")
+            .field("buffers", &buffers)
+            .finish()
+    }
+}
+
+/// Runs `f` with `pools` in place of this thread's payload pools: the
+/// packets received in it take their buffers from `pools`.
+pub fn with_payload_pools<R>(pools: &mut PayloadPools, f: impl FnOnce() -> R) -> R {
+    /// Puts the thread's own pools back, also if `f` panics.
+    struct Swapped<'a>(&'a mut PayloadPools);
+
+    impl Drop for Swapped<'_> {
+        fn drop(&mut self) {
+            let _ = POOLS.try_with(|own| std::mem::swap(&mut *own.borrow_mut(), &mut self.0.0));
+        }
+    }
+
+    let _ = POOLS.try_with(|own| std::mem::swap(&mut *own.borrow_mut(), &mut pools.0));
+    let _swapped = Swapped(pools);
+    f()
+}
+
 /// How many buffers this thread's pools hold.
 #[cfg(test)]
 pub(crate) fn pool_len() -> usize {
@@ -371,6 +414,28 @@ mod tests {
         let settled = receive(10_000);
         assert_eq!(receive(10_000), settled, "held buffers still cost new ones");
         assert_eq!(kept.len(), 10);
+    }
+
+    #[test]
+    fn payloads_received_with_pools_of_their_own_leave_the_thread_s_alone() {
+        let now = Instant::now();
+        let before = pool_len();
+        let mut own = PayloadPools::default();
+        let kept: Vec<Payload> = with_payload_pools(&mut own, || {
+            (0..50u32)
+                .map(|i| Payload::pooled(&i.to_be_bytes(), now))
+                .collect()
+        });
+        assert_eq!(pool_len(), before, "the thread's pools handed out buffers");
+        assert!(own.0.iter().map(|p| p.slots.len()).sum::<usize>() > 0);
+        // The thread's own pools are back, also after a panic inside.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_payload_pools(&mut own, || panic!("inside"))
+        }));
+        assert!(result.is_err());
+        let _outside = Payload::pooled(&[1], now);
+        assert_eq!(pool_len(), before + 1);
+        assert_eq!(kept.len(), 50);
     }
 
     #[test]

@@ -18,12 +18,12 @@
 //!   puts in its Opus format both ways) lets the receiver rebuild a lost
 //!   frame from the next one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use str0m::RtcConfig;
 use str0m::format::{CodecConfig, PayloadParams};
 use str0m::media::Pt;
-use str0m::rtp::{Payload, RedDecoder, RedEncoder, RedundantBlock, StreamTx};
+use str0m::rtp::{Payload, StreamTx};
 
 use crate::track::CodecInfo;
 
@@ -95,50 +95,110 @@ pub(crate) fn codec_of(params: &[PayloadParams], pt: Pt) -> Option<(CodecInfo, b
         .map(|c| (c, true))
 }
 
-/// What a subscriber gets of an incoming RED packet whose primary codec
-/// arrived as `opus_in` and goes out as `opus_out` (its own Opus payload
-/// type): the same bytes under its RED payload type when it negotiated RED
-/// with the same Opus payload type (the usual case: both are 111 and 63),
-/// the blocks relabelled when the Opus payload types differ, and only the
-/// primary block, as plain Opus, when it did not negotiate RED. `None`:
-/// not a RED payload, or not one of Opus; drop it.
-pub(crate) fn red_for_subscriber(
-    subscriber: &CodecConfig,
-    opus_in: Pt,
-    opus_out: Pt,
-    payload: &Payload,
-) -> Option<(Pt, Payload)> {
-    let layout = red_layout(payload)?;
-    if layout.primary_pt != *opus_in {
-        return None;
+/// What subscribers get of one incoming RED packet, made once per kind of
+/// subscriber (its Opus and RED payload types) and shared by the copies:
+/// a lecture's students mostly run the same browsers, and a payload made
+/// per copy was an allocation per student for every audio packet.
+#[derive(Default)]
+pub(crate) struct RedCopies {
+    /// What goes out of the packet being forwarded, per subscriber kind.
+    made: Vec<(SubscriberKind, Option<(Pt, Payload)>)>,
+    /// Where a rebuilt RED payload is written before its pooled copy.
+    scratch: Vec<u8>,
+}
+
+impl RedCopies {
+    /// Forgets the last packet's payloads (call once per packet, before
+    /// and after, so that their buffers go back to the pool).
+    pub(crate) fn clear(&mut self) {
+        self.made.clear();
     }
-    let red_out = subscriber
-        .params()
-        .iter()
-        .find(|p| p.pt() == opus_out)
-        .and_then(|p| p.red());
-    let Some(red_out) = red_out else {
-        let primary = payload.get(layout.primary_start..)?;
-        return Some((opus_out, Payload::from(primary)));
-    };
-    if layout.only_primary_pt && opus_in == opus_out {
-        return Some((red_out, payload.clone()));
+
+    /// What `subscriber` gets of an incoming RED packet whose primary codec
+    /// arrived as `opus_in` and goes out as `opus_out` (its own Opus
+    /// payload type): the same bytes under its RED payload type when it
+    /// negotiated RED with the same Opus payload type (the usual case: both
+    /// are 111 and 63), the blocks relabelled when the Opus payload types
+    /// differ, and only the primary block, as plain Opus, when it did not
+    /// negotiate RED. `None`: not a RED payload, or not one of Opus; drop
+    /// it.
+    pub(crate) fn for_subscriber(
+        &mut self,
+        subscriber: &CodecConfig,
+        opus_in: Pt,
+        opus_out: Pt,
+        payload: &Payload,
+        now: Instant,
+    ) -> Option<(Pt, Payload)> {
+        let red_out = subscriber
+            .params()
+            .iter()
+            .find(|p| p.pt() == opus_out)
+            .and_then(|p| p.red());
+        let key = (opus_out, red_out);
+        if let Some((_, made)) = self.made.iter().find(|(k, _)| *k == key) {
+            return made.clone();
+        }
+        let made = self.make(opus_in, opus_out, red_out, payload, now);
+        self.made.push((key, made.clone()));
+        made
     }
-    // Another Opus payload type on this side, or blocks of another codec
-    // (which the subscriber might not have): rebuild with the Opus blocks.
-    let blocks = RedDecoder::decode(payload).ok()?;
-    let (primary, redundant) = blocks.split_last()?;
-    let redundant: Vec<RedundantBlock> = redundant
-        .iter()
-        .filter(|b| b.pt == *opus_in)
-        .map(|b| RedundantBlock {
-            pt: *opus_out,
-            timestamp_offset: b.timestamp_offset,
-            payload: b.payload.to_vec(),
-        })
-        .collect();
-    let rebuilt = RedEncoder::encode(*opus_out, primary.payload, &redundant);
-    Some((red_out, Payload::from(rebuilt)))
+
+    fn make(
+        &mut self,
+        opus_in: Pt,
+        opus_out: Pt,
+        red_out: Option<Pt>,
+        payload: &Payload,
+        now: Instant,
+    ) -> Option<(Pt, Payload)> {
+        let layout = red_layout(payload)?;
+        if layout.primary_pt != *opus_in {
+            return None;
+        }
+        let Some(red_out) = red_out else {
+            let primary = payload.get(layout.primary_start..)?;
+            return Some((opus_out, Payload::pooled(primary, now)));
+        };
+        if layout.only_primary_pt && opus_in == opus_out {
+            return Some((red_out, payload.clone()));
+        }
+        // Another Opus payload type on this side, or blocks of another codec
+        // (which the subscriber might not have): rebuild with the Opus blocks.
+        relabel(payload, *opus_in, *opus_out, &mut self.scratch)?;
+        Some((red_out, Payload::pooled(&self.scratch, now)))
+    }
+}
+
+/// A subscriber's Opus payload type and its RED one, if it negotiated RED.
+type SubscriberKind = (Pt, Option<Pt>);
+
+/// Writes `red` into `out` with only its Opus blocks, relabelled from
+/// `opus_in` to `opus_out`. `red` has passed [`red_layout`]: its headers
+/// are bounded and its lengths fit.
+fn relabel(red: &[u8], opus_in: u8, opus_out: u8, out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
+    // The redundant blocks' headers (4 bytes each) up to the primary's.
+    let mut headers = 0;
+    while *red.get(headers)? & 0x80 != 0 {
+        let h = red.get(headers..headers + 4)?;
+        if h[0] & 0x7f == opus_in {
+            out.extend_from_slice(&[0x80 | opus_out, h[1], h[2], h[3]]);
+        }
+        headers += 4;
+    }
+    out.push(opus_out);
+    // Their data, in the same order, then the primary's.
+    let mut data = headers + 1;
+    for h in red[..headers].chunks_exact(4) {
+        let len = (usize::from(h[2] & 0x03) << 8) | usize::from(h[3]);
+        if h[0] & 0x7f == opus_in {
+            out.extend_from_slice(red.get(data..data + len)?);
+        }
+        data += len;
+    }
+    out.extend_from_slice(red.get(data..)?);
+    Some(())
 }
 
 /// Where a RED payload's primary block starts, its payload type, and
@@ -241,6 +301,16 @@ fn red_first(mline: &str, red: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock};
+
+    fn red_for_subscriber(
+        sub: &CodecConfig,
+        opus_in: Pt,
+        opus_out: Pt,
+        payload: &Payload,
+    ) -> Option<(Pt, Payload)> {
+        RedCopies::default().for_subscriber(sub, opus_in, opus_out, payload, Instant::now())
+    }
 
     const OPUS: u8 = 111;
 
@@ -319,6 +389,55 @@ mod tests {
         assert_eq!(blocks[0].payload, &[4, 5]);
         assert_eq!(blocks[0].timestamp_offset, 960);
         assert_eq!(blocks[1].payload, &[1, 2, 3]);
+    }
+
+    #[test]
+    fn relabelling_keeps_only_the_opus_blocks_in_order() {
+        // Publisher's Opus 109, with one redundant block of another codec
+        // (PCMU, 0) between two of Opus.
+        let block = |pt, offset, payload: &[u8]| RedundantBlock {
+            pt,
+            timestamp_offset: offset,
+            payload: payload.to_vec(),
+        };
+        let p = Payload::from(RedEncoder::encode(
+            109,
+            &[1, 2, 3],
+            &[
+                block(109, 1920, &[7]),
+                block(0, 960, &[8, 8]),
+                block(109, 960, &[4, 5]),
+            ],
+        ));
+        let (_, out) = red_for_subscriber(&config(true), 109.into(), OPUS.into(), &p).unwrap();
+        let expected = RedEncoder::encode(
+            OPUS,
+            &[1, 2, 3],
+            &[block(OPUS, 1920, &[7]), block(OPUS, 960, &[4, 5])],
+        );
+        assert_eq!(&*out, &expected[..]);
+    }
+
+    #[test]
+    fn subscribers_alike_share_one_copy() {
+        let p = red(&[1, 2, 3], &[4, 5]);
+        let now = Instant::now();
+        let mut copies = RedCopies::default();
+        let plain = config(false);
+        let (_, a) = copies
+            .for_subscriber(&plain, OPUS.into(), OPUS.into(), &p, now)
+            .unwrap();
+        let (_, b) = copies
+            .for_subscriber(&plain, OPUS.into(), OPUS.into(), &p, now)
+            .unwrap();
+        assert!(std::ptr::eq(a.as_ptr(), b.as_ptr()), "made twice");
+        // The next packet is made anew.
+        copies.clear();
+        let q = red(&[6, 6], &[1, 2, 3]);
+        let (_, c) = copies
+            .for_subscriber(&plain, OPUS.into(), OPUS.into(), &q, now)
+            .unwrap();
+        assert_eq!(&*c, &[6, 6]);
     }
 
     #[test]

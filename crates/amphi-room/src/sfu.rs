@@ -187,6 +187,8 @@ pub struct Sfu {
     due: Vec<Deadline>,
     /// Reused by every allocation run (sfu/allocation.rs).
     allocation: allocation::Scratch,
+    /// Audio in RED as each kind of subscriber gets it, per packet.
+    red_copies: crate::recovery::RedCopies,
     /// The time of the latest input: the engine reads no clock of its own.
     now: Instant,
 }
@@ -212,6 +214,7 @@ impl Sfu {
             timers: Timers::default(),
             due: Vec::new(),
             allocation: allocation::Scratch::default(),
+            red_copies: Default::default(),
             now,
         }
     }
@@ -1235,6 +1238,7 @@ impl Sfu {
         let Some(room) = self.rooms.get(&p.room) else {
             return;
         };
+        self.red_copies.clear();
         for sid in &room.members {
             if *sid == pid {
                 continue;
@@ -1320,11 +1324,12 @@ impl Sfu {
             };
             let (out_pt, payload) = if red {
                 // Passed on as RED, relabelled, or unwrapped (recovery.rs).
-                let Some(out) = crate::recovery::red_for_subscriber(
+                let Some(out) = self.red_copies.for_subscriber(
                     s.subscriber.conn.rtc.codec_config(),
                     codec.params.pt(),
                     out_pt,
                     &packet.payload,
+                    now,
                 ) else {
                     continue;
                 };
@@ -1354,6 +1359,7 @@ impl Sfu {
                 self.forwarded.push(*sid);
             }
         }
+        self.red_copies.clear();
         for spatial in 0..8u8 {
             if wants_keyframe & (1 << spatial) != 0 {
                 self.request_keyframe(now, pid, track_id, spatial);

@@ -151,8 +151,11 @@ impl Pool {
 }
 
 impl Payload {
-    /// A copy of `data` in a buffer of this thread's pools.
-    pub(crate) fn pooled(data: &[u8], now: Instant) -> Payload {
+    /// A copy of `data` in a buffer of this thread's pools, as received
+    /// packets get (public since Amphi patch 20: an SFU that must change a
+    /// payload for some subscribers, such as audio unwrapped from RED,
+    /// makes the copy without allocating).
+    pub fn pooled(data: &[u8], now: Instant) -> Payload {
         let pool = if data.len() <= SMALL {
             0
         } else if data.len() <= LARGE {

@@ -1268,12 +1268,20 @@ impl TwccSendRegister {
             .skip_while(|(seq, _, _)| seq < &head_seq);
         let (first_seq_no, _, first_instant) = iter.next()?;
 
-        // The queue is in seq order: find the report's first record by
-        // binary search rather than walking every older record.
-        let Ok(first_index) = self.queue.binary_search_by_key(&first_seq_no, |r| r.seq()) else {
-            // Old report for which we no longer have any send records.
-            return None;
-        };
+        // The queue is in seq order and, as each packet sent takes the next
+        // seq, without gaps: the report's first record is where its seq
+        // says (Amphi patch 21; the binary search's probes each missed the
+        // cache at hundreds of connections). A gap falls back to the search.
+        let guess = usize::try_from(*first_seq_no - *head_seq).ok();
+        let first_index =
+            match guess.filter(|&i| self.queue.get(i).is_some_and(|r| r.seq() == first_seq_no)) {
+                Some(i) => i,
+                None => match self.queue.binary_search_by_key(&first_seq_no, |r| r.seq()) {
+                    Ok(i) => i,
+                    // Old report for which we no longer have any send records.
+                    Err(_) => return None,
+                },
+            };
         let mut iter2 = self.queue.range_mut(first_index..);
         let first_record = iter2.next()?;
 
@@ -2324,6 +2332,26 @@ mod test {
             iter.map(|r| *r.seq()).collect::<Vec<_>>(),
             (990..998).collect::<Vec<_>>()
         );
+    }
+
+    /// Amphi patch 21: the first record is found where its seq says, and
+    /// by search where the queue has a gap.
+    #[test]
+    fn test_twcc_send_register_report_after_a_gap() {
+        let mut reg = TwccSendRegister::new(1000);
+        let mut now = Instant::now();
+        for i in (0..100).chain(200..300) {
+            reg.register_seq(TwccPacketId::new(i), now, 0);
+            now = now + Duration::from_micros(15);
+        }
+        let seqs = |reg: &mut TwccSendRegister, base| {
+            reg.apply_report(received(base, 8), now)
+                .expect("records for the report")
+                .map(|r| *r.seq())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seqs(&mut reg, 10), (10..18).collect::<Vec<_>>());
+        assert_eq!(seqs(&mut reg, 250), (250..258).collect::<Vec<_>>());
     }
 
     #[test]

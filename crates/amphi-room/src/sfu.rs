@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::SfuConfig;
 use crate::forwarder::{IncomingPacket, Verdict};
-use crate::ids::{ParticipantId, TrackId};
+use crate::ids::{IdMap, ParticipantId, TrackId};
 use crate::keyframe::{VideoCodec, starts_keyframe};
 use crate::layer::{LayerPacket, Selection};
 use crate::participant::{self, Connection, DownState, Participant, Pc, Publisher, Subscriber};
@@ -149,7 +149,7 @@ enum Deadline {
 /// All rooms of one media thread.
 pub struct Sfu {
     config: SfuConfig,
-    participants: HashMap<ParticipantId, Participant>,
+    participants: IdMap<ParticipantId, Participant>,
     rooms: HashMap<String, Room>,
     /// Which connection a remote address talks to, learnt from ICE.
     // Keyed by protocol too: a NAT may give one client's UDP and another's
@@ -197,7 +197,7 @@ impl Sfu {
     pub fn new(config: SfuConfig, now: Instant) -> Self {
         Sfu {
             config,
-            participants: HashMap::new(),
+            participants: IdMap::default(),
             rooms: HashMap::new(),
             routes: HashMap::new(),
             outputs: VecDeque::new(),

@@ -16,9 +16,11 @@
 //! packet.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 use std::time::Instant;
+
+use crate::ids::IdMap;
 
 /// One deadline per key; setting a key again replaces its deadline.
 #[derive(Debug)]
@@ -27,14 +29,14 @@ pub struct Timers<K> {
     /// Invariant: the top is live (or the heap is empty).
     queue: BinaryHeap<Reverse<(Instant, K)>>,
     /// The live deadline of each key.
-    at: HashMap<K, Instant>,
+    at: IdMap<K, Instant>,
 }
 
 impl<K: Ord> Default for Timers<K> {
     fn default() -> Self {
         Timers {
             queue: BinaryHeap::new(),
-            at: HashMap::new(),
+            at: IdMap::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ use str0m::media::{Mid, Rid};
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 
 use super::{Output, Sfu, error_for};
-use crate::ids::ParticipantId;
+use crate::ids::{IdMap, ParticipantId};
 use crate::participant::{DownState, Participant, Pc};
 use crate::quality::{Bandwidth, Sample, Scorer, jitter_ms};
 
@@ -433,7 +433,7 @@ impl Sfu {
 /// The loss the source of `subscriber`'s m-line `mid` had on its way to
 /// the server, over the last few reports (worst simulcast layer).
 fn upstream_loss(
-    participants: &HashMap<ParticipantId, Participant>,
+    participants: &IdMap<ParticipantId, Participant>,
     peers: &HashMap<ParticipantId, PeerQuality>,
     subscriber: ParticipantId,
     mid: Mid,

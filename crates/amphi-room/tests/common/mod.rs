@@ -1,6 +1,6 @@
-//! An in-memory world for engine tests: real str0m participants (ICE, DTLS,
-//! SRTP) exchange datagrams with the `Sfu` through an in-memory network, on
-//! a simulated clock.
+//! An in-memory world for engine tests and `benches/forward.rs`: real str0m
+//! participants (ICE, DTLS, SRTP) exchange datagrams with the `Sfu` through
+//! an in-memory network, on a simulated clock.
 #![allow(dead_code)]
 
 pub mod counting;
@@ -26,15 +26,27 @@ thread_local! {
     /// counting allocator counts only the engine's allocations
     /// (tests/allocations.rs), not the clients'.
     pub static IN_ENGINE: Cell<bool> = const { Cell::new(false) };
+    /// Wall-clock time spent inside the engine, for the benchmark.
+    static ENGINE_TIME: Cell<Duration> = const { Cell::new(Duration::ZERO) };
 }
 
-/// Runs `f`, which calls the engine, marked as engine work.
+/// Runs `f`, which calls the engine, marked and timed as engine work.
 fn in_engine<T>(f: impl FnOnce() -> T) -> T {
     IN_ENGINE.with(|c| c.set(true));
+    let start = Instant::now();
     let out = f();
+    let spent = start.elapsed();
     IN_ENGINE.with(|c| c.set(false));
+    ENGINE_TIME.with(|t| t.set(t.get() + spent));
     out
 }
+
+/// The time spent inside the engine on this thread since the last call.
+pub fn take_engine_time() -> Duration {
+    ENGINE_TIME.with(|t| t.replace(Duration::ZERO))
+}
+
+/// Simulated time per turn of the network, unless a world sets its own.
 const TICK: Duration = Duration::from_millis(2);
 
 pub struct Client {
@@ -64,6 +76,9 @@ pub struct World {
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
+    /// Simulated time per turn of the network: every client and the server
+    /// handle their timeouts, then the datagrams of the turn are delivered.
+    pub tick: Duration,
     /// The clients' received payloads come from pools of their own: on the
     /// server's thread they would turn its pools faster than its own
     /// traffic does, and it would allocate for them (tests/allocations.rs).
@@ -91,13 +106,21 @@ impl World {
     /// With str0m's estimator and pacer on every subscriber connection, for
     /// tests of how the engine drives them (not of the estimate).
     pub fn with_bandwidth_estimation(bandwidth_estimation: bool) -> World {
+        World::with_config(SfuConfig {
+            bandwidth_estimation,
+            ..SfuConfig::default()
+        })
+    }
+
+    /// An engine made with `config`, its candidate set to this network's
+    /// server address.
+    pub fn with_config(config: SfuConfig) -> World {
         let server: SocketAddr = SERVER.parse().unwrap();
         let now = Instant::now();
         let sfu = Sfu::new(
             SfuConfig {
                 candidates: vec![server],
-                bandwidth_estimation,
-                ..SfuConfig::default()
+                ..config
             },
             now,
         );
@@ -111,6 +134,7 @@ impl World {
             answers: Vec::new(),
             events: Vec::new(),
             loss: None,
+            tick: TICK,
             client_pools: PayloadPools::default(),
         }
     }
@@ -153,7 +177,7 @@ impl World {
     pub fn run(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
-            self.now += TICK;
+            self.now += self.tick;
             let now = self.now;
             in_engine(|| self.sfu.handle_input(Input::Timeout(now)));
             for c in &mut self.clients {

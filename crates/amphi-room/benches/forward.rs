@@ -22,14 +22,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use amphi_client::ClientOptions;
 use amphi_room::SfuConfig;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 use common::counting::Counting;
-use common::options::publisher_720p;
+use common::options::{listener, publisher_720p};
 use common::{IN_ENGINE, World, take_engine_time};
 
 // ----- counting allocator ------------------------------------------------
@@ -132,10 +131,7 @@ fn call(subscribers: usize) -> World {
     w.tick = TICK;
     w.add(publisher_720p());
     for _ in 0..subscribers {
-        w.add(ClientOptions {
-            ping_interval: None,
-            ..ClientOptions::subscriber_only()
-        });
+        w.add(listener());
     }
     // Connect, then run until the last subscriber gets video.
     for _ in 0..20_000 {

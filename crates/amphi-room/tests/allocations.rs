@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use amphi_client::ClientOptions;
 use common::counting::Counting;
-use common::options::publisher_720p;
+use common::options::{listener, publisher_720p};
 use common::{IN_ENGINE, World};
 
 thread_local! {
@@ -44,10 +44,7 @@ fn allocations(subscribers: usize, red: bool, measure: Duration) -> u64 {
         ..publisher_720p()
     });
     for _ in 0..subscribers {
-        w.add(ClientOptions {
-            ping_interval: None,
-            ..ClientOptions::subscriber_only()
-        });
+        w.add(listener());
     }
     // Warm: what grows once has grown, including str0m's pool of received
     // payloads, which settles on what the retransmission histories keep

@@ -10,6 +10,7 @@ use std::time::Duration;
 use amphi_client::{ClientOptions, Connection, MediaKind};
 use amphi_room::Input;
 use common::World;
+use common::options::listener;
 use str0m::net::{Protocol, Receive, Transmit};
 
 /// A burst of datagrams from a publisher, fed to the engine with no
@@ -27,10 +28,7 @@ fn a_burst_goes_out_without_waiting_for_timers() {
         ping_interval: None,
         ..ClientOptions::default()
     });
-    let listener = w.add(ClientOptions {
-        ping_interval: None,
-        ..ClientOptions::subscriber_only()
-    });
+    let listener = w.add(listener());
     w.run(Duration::from_secs(3));
     assert!(
         w.packets_from(listener, speaker, MediaKind::Audio) > 50,
@@ -109,10 +107,7 @@ fn a_paced_publisher_spreads_its_keyframes() {
     let measure = |pacing| {
         let mut w = World::new();
         let publisher = w.add(publisher_options(pacing));
-        let listener = w.add(ClientOptions {
-            ping_interval: None,
-            ..ClientOptions::subscriber_only()
-        });
+        let listener = w.add(listener());
         w.run(Duration::from_secs(2));
         let from = w.clients[publisher].p.local_addr(Connection::Publisher);
         let server = w.server;

@@ -21,3 +21,12 @@ pub fn publisher_720p() -> ClientOptions {
         ..ClientOptions::default()
     }
 }
+
+/// A student who only listens, and sends no pings (which would only add
+/// signalling to what the counts and timings measure).
+pub fn listener() -> ClientOptions {
+    ClientOptions {
+        ping_interval: None,
+        ..ClientOptions::subscriber_only()
+    }
+}

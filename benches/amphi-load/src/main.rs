@@ -30,6 +30,7 @@
 //! (`--duration`), then everyone leaves. Only the window is counted.
 
 mod arrival;
+mod floor;
 mod peer;
 mod procfs;
 mod scenario;
@@ -125,6 +126,12 @@ struct Cli {
     /// Recorded in the JSON as `git_revision`.
     #[arg(long)]
     git_revision: Option<String>,
+    /// Before the run, measure the floor on this core (the server's, while
+    /// it is still idle): the CPU time encrypting and sending one 1,200-byte
+    /// packet takes there now. The result then also says how close to that
+    /// the server came. For a server on this machine only.
+    #[arg(long)]
+    floor_core: Option<usize>,
     /// Progress line interval (0 for none).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     progress: Duration,
@@ -228,6 +235,22 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
             expected_streams: sc.expected_streams(idx),
         });
     }
+
+    // Before anyone joins: the server's core is idle now.
+    let floor = match cli.floor_core {
+        Some(core) => {
+            let f = floor::measure(Some(core), FLOOR_DURATION)
+                .with_context(|| format!("measuring the floor on core {core}"))?;
+            if f.delivered < 0.99 {
+                eprintln!(
+                    "amphi-load: the floor's receiver got {:.1} % of its packets; the floor reads low",
+                    f.delivered * 100.0
+                );
+            }
+            Some(f)
+        }
+        None => None,
+    };
 
     let rss_idle = server.and_then(|s| s.rss_bytes());
     let mut rss_peak = rss_idle;
@@ -402,6 +425,14 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         sfu_cpu_us_per_forwarded_packet: sfu_cpu.filter(|_| rx > 0).map(|c| c * 1e6 / rx as f64),
         forwarded_packets_per_cpu_second: per_cpu,
         streams_per_core: per_cpu.map(|p| p / PACKETS_PER_STREAM),
+        floor_us_per_packet: floor.map(|f| f.us_per_packet),
+        floor_streams_per_core: floor
+            .filter(|f| f.us_per_packet > 0.0)
+            .map(|f| 1e6 / f.us_per_packet / PACKETS_PER_STREAM),
+        share_of_floor: match (floor, sfu_cpu.filter(|_| rx > 0)) {
+            (Some(f), Some(c)) if c > 0.0 => Some(f.us_per_packet / (c * 1e6 / rx as f64)),
+            _ => None,
+        },
         sfu_rss_bytes: rss_peak,
         sfu_rss_idle_bytes: rss_idle,
         bytes_per_subscriber: match (rss_peak, rss_idle) {
@@ -418,6 +449,9 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         keyframe_requests: b.keyframe_requests.saturating_sub(a.keyframe_requests),
     })
 }
+
+/// Long enough for a steady figure, short next to a run.
+const FLOOR_DURATION: Duration = Duration::from_secs(2);
 
 fn sum(workers: &[WorkerHandle], f: impl Fn(&Progress) -> u64) -> u64 {
     workers.iter().map(|w| f(&w.progress)).sum()

@@ -98,6 +98,16 @@ pub struct Summary {
     /// forwarded_packets_per_cpu_second / 156 (one 720p stream at
     /// 1.5 Mbit/s), extrapolated linearly to a full core.
     pub streams_per_core: Option<f64>,
+    /// `--floor-core`: CPU time per packet for the least forwarding costs
+    /// (SRTP-encrypting a 1,200-byte packet and sending it), on the
+    /// server's core just before the run (benches/amphi-load/src/floor.rs).
+    pub floor_us_per_packet: Option<f64>,
+    /// The physical limit at that moment: 1,000,000 / floor / 156.
+    pub floor_streams_per_core: Option<f64>,
+    /// floor / sfu_cpu_us_per_forwarded_packet: the share of the physical
+    /// limit the server reached. Unlike µs per packet it does not move with
+    /// the machine's speed.
+    pub share_of_floor: Option<f64>,
     /// Peak resident memory of the server during the run.
     pub sfu_rss_bytes: Option<u64>,
     pub sfu_rss_idle_bytes: Option<u64>,
@@ -176,6 +186,13 @@ impl Summary {
                 opt(self.forwarded_packets_per_cpu_second, ""),
                 opt(self.streams_per_core, "")
             );
+            if let Some(floor) = self.floor_us_per_packet {
+                println!(
+                    "floor          {floor:.3} µs per packet encrypted and sent = {} streams/core; the server reached {} of it",
+                    opt(self.floor_streams_per_core, ""),
+                    opt(self.share_of_floor.map(|s| s * 100.0), " %")
+                );
+            }
             println!(
                 "server memory  peak {} MiB (idle {} MiB), {} KiB per subscriber",
                 opt(self.sfu_rss_bytes.map(|b| b as f64 / 1048576.0), ""),

@@ -101,11 +101,11 @@ fn markdown(rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "| scenario | pub | sub | forwarded pkt/s | SFU CPU (% of a core) | SFU µs / fwd pkt | fwd pkt / CPU-s | streams / core | loss % | gaps before repair | latency p50 ms | p99 ms | SFU RSS MiB | KiB / sub | load gen CPU % | revision |"
+        "| scenario | pub | sub | forwarded pkt/s | SFU CPU (% of a core) | SFU µs / fwd pkt | fwd pkt / CPU-s | streams / core | floor µs | % of the limit | loss % | gaps before repair | latency p50 ms | p99 ms | SFU RSS MiB | KiB / sub | load gen CPU % | revision |"
     );
     let _ = writeln!(
         s,
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     );
     for r in rows {
         let sat = if r.v.get("loadgen_saturated").and_then(Value::as_bool) == Some(true) {
@@ -115,7 +115,7 @@ fn markdown(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} |",
             r.name,
             fmt(r.f("publishers"), 0),
             fmt(r.f("subscribers"), 0),
@@ -124,6 +124,8 @@ fn markdown(rows: &[Row]) -> String {
             fmt(r.f("sfu_cpu_us_per_forwarded_packet"), 2),
             fmt(r.f("forwarded_packets_per_cpu_second"), 0),
             fmt(r.f("streams_per_core"), 0),
+            fmt(r.f("floor_us_per_packet"), 2),
+            fmt(r.f("share_of_floor").map(|s| s * 100.0), 0),
             fmt(r.f("loss_ratio").map(|l| l * 100.0), 3),
             fmt(r.f("sequence_gaps"), 0),
             fmt(r.lat("p50"), 1),

@@ -14,14 +14,23 @@ use std::time::{Duration, Instant};
 
 /// Asks the kernel to stamp every datagram `socket` receives.
 pub fn enable(socket: &impl AsRawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// `setsockopt` for an option whose value is an int.
+pub fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a valid fd and an int option of the size given.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

@@ -64,8 +64,9 @@ pub enum FloorError {
 /// (any core when `None`), a receiver draining them on the calling thread.
 pub fn measure(core: Option<usize>, duration: Duration) -> Result<Floor, FloorError> {
     let rx = UdpSocket::bind("127.0.0.1:0")?;
-    // Large enough that the receiver's scheduling hiccups drop nothing.
-    set_rcvbuf(&rx, 8 << 20);
+    // Large enough that the receiver's scheduling hiccups drop nothing. A
+    // refusal leaves the default, which `Floor::delivered` would show.
+    let _ = crate::arrival::set_int_option(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20);
     rx.set_read_timeout(Some(Duration::from_millis(50)))?;
     let to = rx.local_addr()?;
     let done = Arc::new(AtomicBool::new(false));
@@ -244,20 +245,6 @@ fn recv_batch(socket: &UdpSocket, bufs: &mut [[u8; PACKET + TAG]]) -> u64 {
         )
     };
     n.max(0) as u64
-}
-
-fn set_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) {
-    // SAFETY: a valid fd and an int option of the size given. A refusal
-    // leaves the default, which `Floor::delivered` would show.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&bytes as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// Moves the calling thread to `core`.

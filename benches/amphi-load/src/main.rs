@@ -370,6 +370,7 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         _ => None,
     };
     let per_cpu = sfu_cpu.filter(|c| *c > 0.0).map(|c| rx as f64 / c);
+    let us_per_packet = sfu_cpu.filter(|_| rx > 0).map(|c| c * 1e6 / rx as f64);
     let self_cpu = match (self_a, self_b) {
         (Some(x), Some(y)) => Some(y - x),
         _ => None,
@@ -422,15 +423,15 @@ fn run(cli: &Cli) -> anyhow::Result<Summary> {
         sfu_pid: cli.server_pid,
         sfu_cpu_seconds: sfu_cpu,
         sfu_cpu_utilisation: sfu_cpu.map(|c| c / window),
-        sfu_cpu_us_per_forwarded_packet: sfu_cpu.filter(|_| rx > 0).map(|c| c * 1e6 / rx as f64),
+        sfu_cpu_us_per_forwarded_packet: us_per_packet,
         forwarded_packets_per_cpu_second: per_cpu,
         streams_per_core: per_cpu.map(|p| p / PACKETS_PER_STREAM),
         floor_us_per_packet: floor.map(|f| f.us_per_packet),
         floor_streams_per_core: floor
             .filter(|f| f.us_per_packet > 0.0)
             .map(|f| 1e6 / f.us_per_packet / PACKETS_PER_STREAM),
-        share_of_floor: match (floor, sfu_cpu.filter(|_| rx > 0)) {
-            (Some(f), Some(c)) if c > 0.0 => Some(f.us_per_packet / (c * 1e6 / rx as f64)),
+        share_of_floor: match (floor, us_per_packet) {
+            (Some(f), Some(us)) if us > 0.0 => Some(f.us_per_packet / us),
             _ => None,
         },
         sfu_rss_bytes: rss_peak,

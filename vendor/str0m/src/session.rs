@@ -106,9 +106,6 @@ pub(crate) struct Session {
     pacer: PacerImpl,
     pacer_control: PacerControl,
 
-    // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
-    poll_packet_buf: Vec<u8>,
-
     /// Amphi patch: the RTCP feedback is written here before it is
     /// encrypted, rather than into a buffer of its own each time.
     feedback_buf: Vec<u8>,
@@ -223,7 +220,6 @@ impl Session {
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
-            poll_packet_buf: vec![0; 2000],
             feedback_buf: Vec::new(),
             pending_packet: None,
             media_bytes_rx: 0,
@@ -1261,6 +1257,13 @@ impl Session {
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
+        // Amphi patch: the plaintext goes into the thread's scratch buffer,
+        // not one per session, which a server sending to hundreds of
+        // sessions found cold on every packet.
+        crate::io::recycle::with_scratch(|buf| self.poll_packet_into(now, buf))
+    }
+
+    fn poll_packet_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<DatagramSend> {
         let srtp_tx = self.srtp_tx.as_mut()?;
 
         // Figure out which, if any, queue to poll
@@ -1271,7 +1274,6 @@ impl Session {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
         };
-        let buf = &mut self.poll_packet_buf;
         let twcc_seq = self.twcc;
 
         let params = &self.codec_config;

@@ -27,6 +27,25 @@ const MAX_FREE: usize = 1024;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// See [`with_scratch`].
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffer for the plaintext of the packet being
+/// sent.
+///
+/// Each session had a buffer of its own for it. A server sending a packet
+/// to hundreds of sessions in turn wrote each packet into a different
+/// buffer, which the other sessions' work had pushed out of the cache by
+/// then; one buffer per thread stays in it. Reentrant calls (there are none
+/// in str0m) would get a buffer of their own.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH
+        .try_with(|s| std::mem::take(&mut *s.borrow_mut()))
+        .unwrap_or_default();
+    let r = f(&mut buf);
+    let _ = SCRATCH.try_with(|s| *s.borrow_mut() = buf);
+    r
 }
 
 /// Gives the buffer of a datagram that was sent back to str0m, to encrypt a
@@ -74,6 +93,20 @@ pub(crate) fn free_len() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plaintext_buffer_is_one_per_thread() {
+        let first = with_scratch(|buf| {
+            buf.resize(1500, 0);
+            buf.as_ptr()
+        });
+        assert_eq!(with_scratch(|buf| buf.as_ptr()), first);
+        // A reentrant call gets a buffer of its own; the outer one stays.
+        with_scratch(|outer| {
+            with_scratch(|inner| assert_ne!(inner.as_ptr(), outer.as_ptr()));
+        });
+        assert_eq!(with_scratch(|buf| buf.as_ptr()), first);
+    }
 
     #[test]
     fn a_recycled_buffer_is_reused_zeroed() {

@@ -75,6 +75,14 @@ impl SendQueue {
         self.total.decrease(now, packet.payload.len(), queue_time);
         self.last_emitted = Some(now);
 
+        // Amphi patch: an emptied queue starts again at the front of its
+        // buffer. A forwarding server pushes and pops one packet at a time,
+        // and a queue that went round its whole buffer wrote every packet
+        // into memory the cache had long dropped.
+        if self.queue.is_empty() {
+            self.queue.clear();
+        }
+
         Some(packet)
     }
 
@@ -207,6 +215,43 @@ mod test {
     use crate::rtp_::RtpHeader;
 
     use super::*;
+
+    fn packet(seq_no: u64) -> RtpPacket {
+        RtpPacket {
+            seq_no: seq_no.into(),
+            time: MediaTime::from_90khz(10),
+            header: RtpHeader::default(),
+            payload: [].into(),
+            vp8_patch: None,
+            timestamp: Instant::now(),
+            last_sender_info: None,
+            nackable: true,
+        }
+    }
+
+    #[test]
+    fn an_emptied_queue_starts_again_at_the_front_of_its_buffer() {
+        let now = Instant::now();
+        let mut queue = SendQueue::new();
+        // Grow the buffer, so that without the reset the queue would go round
+        // it.
+        for seq_no in 0..16 {
+            queue.push(packet(seq_no));
+        }
+        queue.handle_timeout(now);
+        while queue.pop(now).is_some() {}
+
+        let mut front = None;
+        for seq_no in 16..64 {
+            queue.push(packet(seq_no));
+            queue.handle_timeout(now);
+            let at = queue.peek().map(|p| p as *const RtpPacket);
+            assert!(at.is_some());
+            assert_eq!(*front.get_or_insert(at), at, "packet {seq_no}");
+            let popped = queue.pop(now).expect("a packet");
+            assert_eq!(*popped.seq_no, seq_no);
+        }
+    }
 
     #[test]
     fn peek_pop_no_timestamp() {

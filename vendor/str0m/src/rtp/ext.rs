@@ -350,7 +350,21 @@ impl Extension {
 
 /// Mapping between RTP extension id to what extension that is.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ExtensionMap([Option<MapEntry>; MAX_ID as usize]); // index 0 is extmap:1.
+pub struct ExtensionMap {
+    entries: [Option<MapEntry>; MAX_ID as usize], // index 0 is extmap:1.
+    /// Amphi patch: each entry's extension as one byte ([`Extension::code`]),
+    /// kept in step with `entries` by every change to them ([`Self::sync`]).
+    /// Every packet sent walks the map to write its header; the entries take
+    /// 768 bytes (an unknown URI's extension carries a `String` and an
+    /// `Arc`), twelve cache lines that a server sending to hundreds of
+    /// connections found cold on every packet. The codes take 16 bytes.
+    codes: [u8; MAX_ID as usize],
+}
+
+/// No entry.
+const CODE_NONE: u8 = 0;
+/// An [`Extension::UnknownUri`]: look in the entries.
+const CODE_UNKNOWN: u8 = u8::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MapEntry {
@@ -361,7 +375,10 @@ struct MapEntry {
 impl ExtensionMap {
     /// Create an empty map.
     pub fn empty() -> Self {
-        ExtensionMap(std::array::from_fn(|_| None))
+        ExtensionMap {
+            entries: std::array::from_fn(|_| None),
+            codes: [CODE_NONE; MAX_ID as usize],
+        }
     }
 
     /// Creates a map with the "standard" mappings.
@@ -383,9 +400,10 @@ impl ExtensionMap {
     }
 
     pub(crate) fn clear(&mut self) {
-        for i in &mut self.0 {
+        for i in &mut self.entries {
             *i = None;
         }
+        self.sync();
     }
 
     /// Set a mapping for an extension.
@@ -400,7 +418,8 @@ impl ExtensionMap {
 
         let m = MapEntry { ext, locked: false };
 
-        self.0[idx] = Some(m);
+        self.entries[idx] = Some(m);
+        self.sync();
     }
 
     /// Look up the extension for the id.
@@ -408,7 +427,7 @@ impl ExtensionMap {
     /// The id must be in 1..=MAX_ID (1-indexed).
     pub fn lookup(&self, id: u8) -> Option<&Extension> {
         if id >= 1 && id <= MAX_ID {
-            self.0[id as usize - 1].as_ref().map(|m| &m.ext)
+            self.entries[id as usize - 1].as_ref().map(|m| &m.ext)
         } else {
             debug!("Lookup RTP extension out of range 1-{}: {}", MAX_ID, id);
             None
@@ -419,7 +438,15 @@ impl ExtensionMap {
     ///
     /// The returned id will be 1-based.
     pub fn id_of(&self, e: Extension) -> Option<u8> {
-        self.0
+        let code = e.code();
+        if code != CODE_UNKNOWN {
+            return self
+                .codes
+                .iter()
+                .position(|c| *c == code)
+                .map(|p| p as u8 + 1);
+        }
+        self.entries
             .iter()
             .position(|x| x.as_ref().map(|e| &e.ext) == Some(&e))
             .map(|p| p as u8 + 1)
@@ -427,7 +454,7 @@ impl ExtensionMap {
 
     /// Returns an iterator over the elements of the extension map
     pub fn iter(&self) -> impl Iterator<Item = (u8, &Extension)> + '_ {
-        self.0
+        self.entries
             .iter()
             .enumerate()
             .filter_map(|(i, e)| e.as_ref().map(|e| (i, e)))
@@ -526,10 +553,15 @@ impl ExtensionMap {
     }
 
     pub(crate) fn form(&self, ev: &ExtensionValues) -> ExtensionsForm {
-        if self
-            .iter()
-            .any(|(id, ext)| id > MAX_ID_ONE_BYTE_FORM || ext.requires_two_byte_form(ev))
-        {
+        // Only an unknown URI's serializer may ask for the two-byte form.
+        if self.codes.iter().enumerate().any(|(idx, code)| {
+            *code != CODE_NONE
+                && (idx as u8 + 1 > MAX_ID_ONE_BYTE_FORM
+                    || *code == CODE_UNKNOWN
+                        && self.entries[idx]
+                            .as_ref()
+                            .is_some_and(|m| m.ext.requires_two_byte_form(ev)))
+        }) {
             ExtensionsForm::TwoByte
         } else {
             ExtensionsForm::OneByte
@@ -545,11 +577,20 @@ impl ExtensionMap {
         let orig_len = ext_buf.len();
         let mut b = ext_buf;
 
-        for (idx, x) in self.0.iter().enumerate() {
-            if let Some(v) = x {
+        for (idx, code) in self.codes.iter().enumerate() {
+            let known;
+            let ext = match *code {
+                CODE_NONE => None,
+                CODE_UNKNOWN => self.entries[idx].as_ref().map(|m| &m.ext),
+                code => {
+                    known = Extension::from_code(code);
+                    known.as_ref()
+                }
+            };
+            if let Some(ext) = ext {
                 match form {
                     ExtensionsForm::OneByte => {
-                        if let Some(n) = v.ext.write_to(&mut b[1..], ev) {
+                        if let Some(n) = ext.write_to(&mut b[1..], ev) {
                             assert!(n <= 16);
                             assert!(n > 0);
                             b[0] = (idx as u8 + 1) << 4 | (n as u8 - 1);
@@ -557,7 +598,7 @@ impl ExtensionMap {
                         }
                     }
                     ExtensionsForm::TwoByte => {
-                        if let Some(n) = v.ext.write_to(&mut b[2..], ev) {
+                        if let Some(n) = ext.write_to(&mut b[2..], ev) {
                             b[0] = (idx + 1) as u8;
                             b[1] = n as u8;
                             b = &mut b[2 + n..];
@@ -586,7 +627,7 @@ impl ExtensionMap {
         let new_index = id as usize - 1;
 
         let Some(old_index) = self
-            .0
+            .entries
             .iter()
             .enumerate()
             .find(|(_, m)| m.as_ref().map(|m| &m.ext) == Some(ext))
@@ -596,7 +637,7 @@ impl ExtensionMap {
         };
 
         // Unwrap OK because index is checking just above.
-        let old = self.0[old_index].as_mut().unwrap();
+        let old = self.entries[old_index].as_mut().unwrap();
 
         let is_change = new_index != old_index;
 
@@ -616,11 +657,64 @@ impl ExtensionMap {
             return;
         }
 
-        self.0.swap(old_index, new_index);
+        self.entries.swap(old_index, new_index);
+        self.sync();
+    }
+
+    /// Brings `codes` in step with `entries`.
+    fn sync(&mut self) {
+        for (code, entry) in self.codes.iter_mut().zip(&self.entries) {
+            *code = entry.as_ref().map_or(CODE_NONE, |m| m.ext.code());
+        }
     }
 }
 
 impl Extension {
+    /// Amphi patch: this extension as one byte for [`ExtensionMap`]'s codes:
+    /// 1 and up for those str0m knows, [`CODE_UNKNOWN`] for an unknown URI.
+    fn code(&self) -> u8 {
+        use Extension::*;
+        match self {
+            AbsoluteSendTime => 1,
+            AbsoluteCaptureTime => 2,
+            AudioLevel => 3,
+            TransmissionTimeOffset => 4,
+            VideoOrientation => 5,
+            TransportSequenceNumber => 6,
+            PlayoutDelay => 7,
+            VideoContentType => 8,
+            VideoTiming => 9,
+            RtpStreamId => 10,
+            RepairedRtpStreamId => 11,
+            RtpMid => 12,
+            FrameMarking => 13,
+            ColorSpace => 14,
+            UnknownUri(..) => CODE_UNKNOWN,
+        }
+    }
+
+    /// The extension str0m knows by this [`Self::code`].
+    fn from_code(code: u8) -> Option<Extension> {
+        use Extension::*;
+        Some(match code {
+            1 => AbsoluteSendTime,
+            2 => AbsoluteCaptureTime,
+            3 => AudioLevel,
+            4 => TransmissionTimeOffset,
+            5 => VideoOrientation,
+            6 => TransportSequenceNumber,
+            7 => PlayoutDelay,
+            8 => VideoContentType,
+            9 => VideoTiming,
+            10 => RtpStreamId,
+            11 => RepairedRtpStreamId,
+            12 => RtpMid,
+            13 => FrameMarking,
+            14 => ColorSpace,
+            _ => return None,
+        })
+    }
+
     pub(crate) fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> Option<usize> {
         use Extension::*;
         match self {
@@ -1213,7 +1307,7 @@ impl fmt::Debug for ExtensionMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Extensions(")?;
         let joined = self
-            .0
+            .entries
             .iter()
             .enumerate()
             .filter_map(|(i, v)| v.as_ref().map(|v| (i + 1, v)))
@@ -1548,6 +1642,91 @@ mod test {
         );
     }
 
+    /// Amphi patch: the codes stay in step with the entries through every
+    /// change, and a header written through them is the one the entries
+    /// say, unknown URIs included.
+    #[test]
+    fn codes_follow_the_entries_and_write_what_they_say() {
+        use Extension::*;
+
+        #[derive(Debug)]
+        struct Wide;
+        impl ExtensionSerializer for Wide {
+            fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+                if ev.user_values.get::<u8>().is_some() {
+                    buf[..17].fill(7);
+                    17
+                } else {
+                    0
+                }
+            }
+            fn parse_value(&self, _buf: &[u8], _ev: &mut ExtensionValues) -> bool {
+                false
+            }
+            fn is_video(&self) -> bool {
+                true
+            }
+            fn is_audio(&self) -> bool {
+                true
+            }
+            fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+                ev.user_values.get::<u8>().is_some()
+            }
+        }
+
+        let in_step = |m: &ExtensionMap| {
+            for (idx, entry) in m.entries.iter().enumerate() {
+                let code = entry.as_ref().map_or(CODE_NONE, |e| e.ext.code());
+                assert_eq!(m.codes[idx], code, "id {}", idx + 1);
+                if let Some(e) = entry.as_ref().filter(|_| code != CODE_UNKNOWN) {
+                    assert_eq!(Extension::from_code(code).as_ref(), Some(&e.ext));
+                }
+            }
+        };
+
+        let mut map = ExtensionMap::standard();
+        map.set(5, Extension::with_serializer("urn:x-wide", Wide));
+        in_step(&map);
+        assert_eq!(map.id_of(TransportSequenceNumber), Some(3));
+        assert_eq!(map.id_of(ColorSpace), None);
+
+        let mut ev = ExtensionValues {
+            audio_level: Some(-30),
+            voice_activity: Some(true),
+            transport_cc: Some(1234),
+            abs_send_time: Some(already_happened()),
+            ..Default::default()
+        };
+        let mut buf = [0_u8; 200];
+        assert_eq!(map.form(&ev), ExtensionsForm::OneByte);
+        let n = map.write_to(&mut buf, &ev, ExtensionsForm::OneByte);
+        let mut back = ExtensionValues::default();
+        map.parse(&buf[..n], ExtensionsForm::OneByte, &mut back);
+        assert_eq!(back.audio_level, Some(-30));
+        assert_eq!(back.transport_cc, Some(1234));
+
+        // The unknown URI's serializer asks for the two-byte form.
+        ev.user_values.set(1_u8);
+        assert_eq!(map.form(&ev), ExtensionsForm::TwoByte);
+        let n = map.write_to(&mut buf, &ev, ExtensionsForm::TwoByte);
+        assert!(buf[..n].windows(2).any(|w| w == [5, 17]), "{:?}", &buf[..n]);
+
+        // The remote side numbers them differently.
+        let mut remote = ExtensionMap::empty();
+        remote.set(9, TransportSequenceNumber);
+        remote.set(7, AudioLevel);
+        map.remap(&remote.iter().collect::<Vec<_>>());
+        in_step(&map);
+        assert_eq!(map.id_of(TransportSequenceNumber), Some(9));
+        assert_eq!(map.id_of(AudioLevel), Some(7));
+
+        map.clear();
+        in_step(&map);
+        assert_eq!(map.id_of(AudioLevel), None);
+        ev.user_values = Default::default();
+        assert_eq!(map.write_to(&mut buf, &ev, ExtensionsForm::OneByte), 0);
+    }
+
     #[test]
     fn remap_exts_illegal() {
         use Extension::*;
@@ -1568,7 +1747,7 @@ mod test {
         // First apply e2
         e1.remap(&e2.iter_video().collect::<Vec<_>>());
 
-        println!("{:#?}", e1.0);
+        println!("{:#?}", e1.entries);
         assert_eq!(
             e1.iter_video().collect::<Vec<_>>(),
             vec![(12, &VideoOrientation), (14, &TransportSequenceNumber)]
@@ -1577,7 +1756,7 @@ mod test {
         // Now attempt e3
         e1.remap(&e3.iter_audio().collect::<Vec<_>>());
 
-        println!("{:#?}", e1.0);
+        println!("{:#?}", e1.entries);
         // At this point we should have not allowed the change, but remain as it was in first apply.
         assert_eq!(
             e1.iter_video().collect::<Vec<_>>(),

@@ -288,10 +288,23 @@ impl Sfu {
     /// The next thing to do. Ends with [`Output::Timeout`] when nothing is
     /// left.
     pub fn poll_output(&mut self) -> Output {
-        self.flush_forwarded();
-        if let Some(o) = self.outputs.pop_front() {
-            return o;
+        // One subscriber at a time, so that the caller sends each one's
+        // datagrams before the next are encrypted: a fan-out encrypted
+        // whole before any of it left wrote every copy into a buffer of its
+        // own (hundreds of kilobytes, out of the cache by the time the
+        // kernel read them), and the first subscribers waited for the last.
+        loop {
+            if let Some(o) = self.outputs.pop_front() {
+                return o;
+            }
+            if !self.flush_forwarded_one() {
+                break;
+            }
         }
+        // Emptied, the queue starts again at the front of its buffer: a
+        // fan-out queues a datagram per subscriber, and going round the
+        // whole buffer would write each into memory the cache had dropped.
+        self.outputs.clear();
         Output::Timeout(self.next_timeout())
     }
 
@@ -1410,18 +1423,19 @@ impl Sfu {
         }
     }
 
-    fn flush_forwarded(&mut self) {
-        let now = self.now;
-        // Draining a subscriber can dirty a publisher (a keyframe request),
-        // whose drain can forward again.
-        while let Some(sid) = self.forwarded.pop() {
-            let Some(s) = self.participants.get_mut(&sid) else {
-                continue;
-            };
+    /// Drains one subscriber that was forwarded to; false if none was.
+    fn flush_forwarded_one(&mut self) -> bool {
+        let Some(sid) = self.forwarded.pop() else {
+            return false;
+        };
+        if let Some(s) = self.participants.get_mut(&sid) {
             s.subscriber.forwarded = false;
-            self.drain(now, sid, Pc::Subscriber);
+            self.drain(self.now, sid, Pc::Subscriber);
+            // Draining a subscriber can dirty a publisher (a keyframe
+            // request), whose drain can forward again.
             self.flush_dirty();
         }
+        true
     }
 
     fn flush_dirty(&mut self) {

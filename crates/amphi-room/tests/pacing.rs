@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use amphi_client::{ClientOptions, Connection, MediaKind};
-use amphi_room::Input;
+use amphi_room::{Input, Output};
 use common::World;
 use common::options::listener;
 use str0m::net::{Protocol, Receive, Transmit};
@@ -150,5 +150,90 @@ fn a_paced_publisher_spreads_its_keyframes() {
     assert!(
         received + 30 >= sent,
         "the listener got what was sent: {received} of {sent}"
+    );
+}
+
+/// A packet fanned out to many subscribers comes out a subscriber at a time:
+/// the first copy is handed to the caller to send before the others are
+/// encrypted. Encrypting the whole fan-out first made the first subscriber
+/// wait for the last, and wrote every copy into a buffer of its own that
+/// had left the cache by the time the kernel read it (docs/benchmarks.md,
+/// step 34).
+#[test]
+fn a_fan_out_comes_out_a_subscriber_at_a_time() {
+    const LISTENERS: u64 = 8;
+    let mut w = World::new();
+    let speaker = w.add(ClientOptions {
+        publish_video: false,
+        ping_interval: None,
+        ..ClientOptions::default()
+    });
+    let listeners: Vec<usize> = (0..LISTENERS).map(|_| w.add(listener())).collect();
+    w.run(Duration::from_secs(3));
+    for &l in &listeners {
+        assert!(
+            w.packets_from(l, speaker, MediaKind::Audio) > 50,
+            "audio flows to every listener"
+        );
+    }
+
+    let held: Rc<RefCell<Vec<Transmit>>> = Rc::default();
+    let from = w.clients[speaker].p.local_addr(Connection::Publisher);
+    let server = w.server;
+    let hold = held.clone();
+    w.loss = Some(Box::new(move |t: &Transmit| {
+        let ours = t.source == from && t.destination == server;
+        if ours {
+            hold.borrow_mut().push(Transmit {
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.to_vec().into(),
+            });
+        }
+        ours
+    }));
+    w.run(Duration::from_millis(100));
+    w.loss = None;
+
+    let mut fanned_out = 0;
+    for t in held.borrow().iter() {
+        w.now += Duration::from_micros(20);
+        let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents)
+            .expect("a datagram the speaker sent");
+        let (rtp_before, datagrams_before) = {
+            let s = w.sfu.stats();
+            (s.rtp_packets_out, s.datagrams_out)
+        };
+        w.sfu.handle_input(Input::Receive(w.now, r));
+        let written = w.sfu.stats().rtp_packets_out - rtp_before;
+        let mut first = true;
+        let mut transmits = 0;
+        loop {
+            match w.sfu.poll_output() {
+                Output::Transmit(t) => {
+                    if first && written == LISTENERS {
+                        let encrypted = w.sfu.stats().datagrams_out - datagrams_before;
+                        assert!(
+                            encrypted < LISTENERS,
+                            "{encrypted} copies were encrypted before the first was handed out"
+                        );
+                    }
+                    first = false;
+                    transmits += 1;
+                    str0m::net::recycle(t.contents);
+                }
+                Output::Timeout(_) => break,
+                _ => {}
+            }
+        }
+        if written == LISTENERS {
+            fanned_out += 1;
+            assert!(transmits >= LISTENERS, "every listener gets its copy");
+        }
+    }
+    assert!(
+        fanned_out >= 3,
+        "{fanned_out} audio packets were fanned out"
     );
 }

@@ -14,6 +14,10 @@
 //! the steady path (a counting global allocator). The target is zero.
 //!
 //! `cargo bench -p amphi-room --bench forward`
+//!
+//! `AMPHI_CACHE_PROBE=N` instead sets up a call of 1 -> N and forwards 1,000
+//! incoming packets, untimed, for a cache simulator to count what the engine
+//! misses (docs/benchmarks.md, step 34).
 
 use std::backtrace::Backtrace;
 use std::cell::Cell;
@@ -238,6 +242,15 @@ fn main() {
         std::env::var_os("AMPHI_ALLOC_TRACE").is_some(),
         Ordering::Relaxed,
     );
+    if let Some(n) = std::env::var("AMPHI_CACHE_PROBE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let mut w = call(n);
+        let (t, pin, pout) = run_packets(&mut w, 1_000);
+        println!("probe 1 -> {n}: {pin} in, {pout} out, {t:?}");
+        return;
+    }
     if !std::env::args().any(|a| a == "--profile-time") {
         for fanout in [1, 10, 100] {
             allocations(fanout);

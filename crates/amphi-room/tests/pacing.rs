@@ -36,22 +36,7 @@ fn a_burst_goes_out_without_waiting_for_timers() {
     );
 
     // Hold back the speaker's datagrams for a while...
-    let held: Rc<RefCell<Vec<Transmit>>> = Rc::default();
-    let from = w.clients[speaker].p.local_addr(Connection::Publisher);
-    let server = w.server;
-    let hold = held.clone();
-    w.loss = Some(Box::new(move |t: &Transmit| {
-        let ours = t.source == from && t.destination == server;
-        if ours {
-            hold.borrow_mut().push(Transmit {
-                proto: t.proto,
-                source: t.source,
-                destination: t.destination,
-                contents: t.contents.to_vec().into(),
-            });
-        }
-        ours
-    }));
+    let held = hold_back(&mut w, speaker);
     let sent_before = w.clients[speaker].p.stats().sent_audio.packets;
     w.run(Duration::from_millis(400));
     w.loss = None;
@@ -177,22 +162,7 @@ fn a_fan_out_comes_out_a_subscriber_at_a_time() {
         );
     }
 
-    let held: Rc<RefCell<Vec<Transmit>>> = Rc::default();
-    let from = w.clients[speaker].p.local_addr(Connection::Publisher);
-    let server = w.server;
-    let hold = held.clone();
-    w.loss = Some(Box::new(move |t: &Transmit| {
-        let ours = t.source == from && t.destination == server;
-        if ours {
-            hold.borrow_mut().push(Transmit {
-                proto: t.proto,
-                source: t.source,
-                destination: t.destination,
-                contents: t.contents.to_vec().into(),
-            });
-        }
-        ours
-    }));
+    let held = hold_back(&mut w, speaker);
     w.run(Duration::from_millis(100));
     w.loss = None;
 
@@ -236,4 +206,26 @@ fn a_fan_out_comes_out_a_subscriber_at_a_time() {
         fanned_out >= 3,
         "{fanned_out} audio packets were fanned out"
     );
+}
+
+/// Keeps what `publisher` sends to the server from reaching it, until
+/// `w.loss` is reset; the datagrams are in the returned list.
+fn hold_back(w: &mut World, publisher: usize) -> Rc<RefCell<Vec<Transmit>>> {
+    let held: Rc<RefCell<Vec<Transmit>>> = Rc::default();
+    let from = w.clients[publisher].p.local_addr(Connection::Publisher);
+    let server = w.server;
+    let hold = held.clone();
+    w.loss = Some(Box::new(move |t: &Transmit| {
+        let ours = t.source == from && t.destination == server;
+        if ours {
+            hold.borrow_mut().push(Transmit {
+                proto: t.proto,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.to_vec().into(),
+            });
+        }
+        ours
+    }));
+    held
 }

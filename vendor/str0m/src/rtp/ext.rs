@@ -1,5 +1,6 @@
 use std::any::Any;
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Debug;
@@ -553,14 +554,10 @@ impl ExtensionMap {
     }
 
     pub(crate) fn form(&self, ev: &ExtensionValues) -> ExtensionsForm {
-        // Only an unknown URI's serializer may ask for the two-byte form.
-        if self.codes.iter().enumerate().any(|(idx, code)| {
-            *code != CODE_NONE
-                && (idx as u8 + 1 > MAX_ID_ONE_BYTE_FORM
-                    || *code == CODE_UNKNOWN
-                        && self.entries[idx]
-                            .as_ref()
-                            .is_some_and(|m| m.ext.requires_two_byte_form(ev)))
+        if (0..self.codes.len()).any(|idx| {
+            self.extension_at(idx).is_some_and(|ext| {
+                idx as u8 + 1 > MAX_ID_ONE_BYTE_FORM || ext.requires_two_byte_form(ev)
+            })
         }) {
             ExtensionsForm::TwoByte
         } else {
@@ -577,17 +574,8 @@ impl ExtensionMap {
         let orig_len = ext_buf.len();
         let mut b = ext_buf;
 
-        for (idx, code) in self.codes.iter().enumerate() {
-            let known;
-            let ext = match *code {
-                CODE_NONE => None,
-                CODE_UNKNOWN => self.entries[idx].as_ref().map(|m| &m.ext),
-                code => {
-                    known = Extension::from_code(code);
-                    known.as_ref()
-                }
-            };
-            if let Some(ext) = ext {
+        for idx in 0..self.codes.len() {
+            if let Some(ext) = self.extension_at(idx) {
                 match form {
                     ExtensionsForm::OneByte => {
                         if let Some(n) = ext.write_to(&mut b[1..], ev) {
@@ -659,6 +647,16 @@ impl ExtensionMap {
 
         self.entries.swap(old_index, new_index);
         self.sync();
+    }
+
+    /// The extension at index `idx` (id `idx + 1`), read from its code
+    /// unless it is an unknown URI: the walks a sent packet makes.
+    fn extension_at(&self, idx: usize) -> Option<Cow<'_, Extension>> {
+        match self.codes[idx] {
+            CODE_NONE => None,
+            CODE_UNKNOWN => self.entries[idx].as_ref().map(|m| Cow::Borrowed(&m.ext)),
+            code => Extension::from_code(code).map(Cow::Owned),
+        }
     }
 
     /// Brings `codes` in step with `entries`.

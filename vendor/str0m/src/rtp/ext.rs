@@ -1019,6 +1019,13 @@ pub struct ExtensionValues {
     pub user_values: UserExtensionValues,
 }
 impl ExtensionValues {
+    /// Whether no value is set (Amphi patch: the RTX history keeps a
+    /// packet's values out of line only when it has any it does not keep
+    /// inline).
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == ExtensionValues::default()
+    }
+
     pub(crate) fn update_absolute_send_time(&mut self, now: Instant) {
         let Some(v) = self.abs_send_time else {
             return;

@@ -150,6 +150,8 @@ pub(crate) struct Subscriber {
     pub beyond_estimate: (Option<Instant>, std::time::Duration),
     /// Packets were written to it since the last drain (`Sfu::forwarded`).
     pub forwarded: bool,
+    /// Its next offer waits for the next turn (`Sfu::negotiate`).
+    pub offer_queued: bool,
 }
 
 impl Subscriber {

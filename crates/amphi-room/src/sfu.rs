@@ -191,7 +191,18 @@ pub struct Sfu {
     red_copies: crate::recovery::RedCopies,
     /// The time of the latest input: the engine reads no clock of its own.
     now: Instant,
+    /// Subscribers whose new offer waits for the next turn, and the offers
+    /// this turn may still make (see `negotiate`).
+    offers_queued: VecDeque<ParticipantId>,
+    offers_left: usize,
 }
+
+/// Subscribe offers made in one turn of the media thread (one timeout)
+/// before the rest wait for the next. Someone who starts publishing in a
+/// room of 375 changes 376 subscriptions; made in one go, their offers kept
+/// the media thread from everyone's packets for 22 ms (benches/forward.rs,
+/// `AMPHI_PUBLISH_PROBE`).
+const OFFERS_PER_TURN: usize = 16;
 
 impl Sfu {
     pub fn new(config: SfuConfig, now: Instant) -> Self {
@@ -213,6 +224,8 @@ impl Sfu {
             next_media_tick: now + allocation::TICK,
             timers: Timers::default(),
             due: Vec::new(),
+            offers_queued: VecDeque::new(),
+            offers_left: OFFERS_PER_TURN,
             allocation: allocation::Scratch::default(),
             red_copies: Default::default(),
             now,
@@ -410,6 +423,7 @@ impl Sfu {
                 allocated: 0,
                 beyond_estimate: (None, allocation::FIRST_BACKOFF),
                 forwarded: false,
+                offer_queued: false,
             },
             hand: None,
             group: None,
@@ -635,7 +649,7 @@ impl Sfu {
         }
         for other in self.members_of(pid) {
             if other != pid {
-                self.sync_subscriptions(other);
+                self.resubscribe_to(other, pid);
             }
         }
         debug!(participant = %pid, added = added.len(), removed = removed.len(), "publish offer applied");
@@ -828,18 +842,57 @@ impl Sfu {
     /// hundreds ending cost the cube of its size on the media thread every
     /// room shares.
     fn unsubscribe_from(&mut self, subscriber: ParticipantId, publisher: ParticipantId) {
+        self.receive_from(subscriber, publisher, Vec::new());
+    }
+
+    /// Makes what `subscriber` receives from `publisher` match what
+    /// `publisher` publishes now: all a publish offer changes for the
+    /// others. `sync_subscriptions` would get there too, but it walks the
+    /// whole room for each member: someone starting to publish in a room of
+    /// hundreds cost the square of its size.
+    fn resubscribe_to(&mut self, subscriber: ParticipantId, publisher: ParticipantId) {
+        let (Some(s), Some(p)) = (
+            self.participants.get(&subscriber),
+            self.participants.get(&publisher),
+        ) else {
+            return;
+        };
+        let tracks: Vec<(TrackId, Source)> =
+            if s.permissions.subscribe && s.room == p.room && s.group == p.group {
+                p.publisher
+                    .tracks
+                    .iter()
+                    .map(|t| (t.id, t.source))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        self.receive_from(subscriber, publisher, tracks);
+    }
+
+    /// Makes `subscriber` receive exactly `tracks` of `publisher`'s, and
+    /// offers the difference.
+    fn receive_from(
+        &mut self,
+        subscriber: ParticipantId,
+        publisher: ParticipantId,
+        tracks: Vec<(TrackId, Source)>,
+    ) {
         let Some(s) = self.participants.get_mut(&subscriber) else {
             return;
         };
-        let gone: Vec<TrackId> = s
+        let stale: Vec<TrackId> = s
             .subscriber
             .tracks
             .iter()
-            .filter(|t| t.publisher == publisher)
+            .filter(|t| t.publisher == publisher && !tracks.iter().any(|(id, _)| *id == t.track))
             .map(|t| t.track)
             .collect();
-        for track in gone {
+        for track in stale {
             s.subscriber.remove(track);
+        }
+        for (track, source) in tracks {
+            s.subscriber.add(publisher, track, source);
         }
         self.negotiate(subscriber);
     }
@@ -882,7 +935,10 @@ impl Sfu {
         self.negotiate(subscriber);
     }
 
-    /// Sends a new subscribe offer if something changed and none is pending.
+    /// Sends a new subscribe offer if something changed and none is
+    /// pending: now, or at the next turn if this one made its share
+    /// (`OFFERS_PER_TURN`). Each offer is a new SDP to build; the media
+    /// thread goes back to its sockets in between.
     fn negotiate(&mut self, pid: ParticipantId) {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
@@ -891,6 +947,15 @@ impl Sfu {
         if !sub.needs_negotiation() {
             return;
         }
+        if self.offers_left == 0 {
+            if !sub.offer_queued {
+                sub.offer_queued = true;
+                self.offers_queued.push_back(pid);
+            }
+            return;
+        }
+        self.offers_left -= 1;
+        sub.offer_queued = false;
         let mut change = sub.conn.rtc.sdp_api();
         if !sub.anchored {
             // An inactive m-line, not a data channel: a data channel would
@@ -996,6 +1061,15 @@ impl Sfu {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.offers_left = OFFERS_PER_TURN;
+        while self.offers_left > 0
+            && let Some(pid) = self.offers_queued.pop_front()
+        {
+            if let Some(p) = self.participants.get_mut(&pid) {
+                p.subscriber.offer_queued = false;
+            }
+            self.negotiate(pid);
+        }
         // Taken all at once: a connection is driven once per timeout even
         // if it asks again for a time already past.
         let mut due = std::mem::take(&mut self.due);
@@ -1525,6 +1599,9 @@ impl Sfu {
     }
 
     fn next_timeout(&self) -> Instant {
+        if !self.offers_queued.is_empty() {
+            return self.now;
+        }
         let mut next = self.next_media_tick;
         for at in [
             self.timers.next(),

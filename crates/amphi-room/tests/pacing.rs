@@ -210,6 +210,58 @@ fn a_fan_out_comes_out_a_subscriber_at_a_time() {
 
 /// Keeps what `publisher` sends to the server from reaching it, until
 /// `w.loss` is reset; the datagrams are in the returned list.
+/// Someone who starts publishing in a big room changes every member's
+/// subscriptions. The engine makes the new subscribe offers a share per
+/// turn, not all in one call: each is an SDP to build, and in a room of 375
+/// building them in one go kept the media thread from everyone's packets
+/// for 22 ms. Everyone still gets theirs, and the new publisher's media.
+#[test]
+fn a_new_publisher_is_offered_to_a_big_room_a_share_per_turn() {
+    const LISTENERS: usize = 40;
+    let mut w = World::new();
+    w.tick = Duration::from_millis(1);
+    let teacher = w.add(ClientOptions::default());
+    for _ in 0..LISTENERS {
+        w.add(listener());
+    }
+    w.run(Duration::from_secs(3));
+    assert!(
+        (1..=LISTENERS).all(|i| w.packets_from(i, teacher, MediaKind::Video) > 0),
+        "the class did not start"
+    );
+
+    let before = w.offers.len();
+    let student = w.add(ClientOptions::default());
+    let mut most_in_a_turn = 0;
+    let mut turns_with_offers = 0;
+    for _ in 0..3_000 {
+        let offers = w.offers.len();
+        w.run(w.tick);
+        let made = w.offers.len() - offers;
+        most_in_a_turn = most_in_a_turn.max(made);
+        turns_with_offers += usize::from(made > 0);
+    }
+    // The teacher and each listener get the student's tracks; the student
+    // gets the teacher's.
+    assert!(
+        w.offers.len() - before > LISTENERS,
+        "{} offers",
+        w.offers.len() - before
+    );
+    assert!(
+        most_in_a_turn <= 16,
+        "{most_in_a_turn} subscribe offers made in one turn"
+    );
+    assert!(turns_with_offers >= 3, "{turns_with_offers} turns");
+    for i in (0..=LISTENERS).filter(|i| *i != student) {
+        assert!(
+            w.packets_from(i, student, MediaKind::Video) > 0
+                && w.packets_from(i, student, MediaKind::Audio) > 0,
+            "client {i} got nothing from the new publisher"
+        );
+    }
+}
+
 fn hold_back(w: &mut World, publisher: usize) -> Rc<RefCell<Vec<Transmit>>> {
     let held: Rc<RefCell<Vec<Transmit>>> = Rc::default();
     let from = w.clients[publisher].p.local_addr(Connection::Publisher);

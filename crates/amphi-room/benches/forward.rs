@@ -33,7 +33,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 mod common;
 use common::counting::Counting;
 use common::options::{listener, publisher_720p};
-use common::{IN_ENGINE, World, take_engine_time};
+use common::{IN_ENGINE, World, take_engine_time, take_longest_call};
 
 // ----- counting allocator ------------------------------------------------
 
@@ -249,6 +249,25 @@ fn main() {
         let mut w = call(n);
         let (t, pin, pout) = run_packets(&mut w, 1_000);
         println!("probe 1 -> {n}: {pin} in, {pout} out, {t:?}");
+        return;
+    }
+    if let Some(n) = std::env::var("AMPHI_PUBLISH_PROBE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let mut w = call(n);
+        take_longest_call();
+        w.run(Duration::from_secs(1));
+        let steady = take_longest_call();
+        let offers = w.offers.len();
+        w.add(publisher_720p());
+        w.run(Duration::from_secs(2));
+        println!(
+            "publish probe 1 -> {n}: longest engine call {:?} when someone starts publishing \
+             ({} subscribe offers), {steady:?} before",
+            take_longest_call(),
+            w.offers.len() - offers,
+        );
         return;
     }
     if !std::env::args().any(|a| a == "--profile-time") {

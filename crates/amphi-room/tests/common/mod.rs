@@ -28,6 +28,9 @@ thread_local! {
     pub static IN_ENGINE: Cell<bool> = const { Cell::new(false) };
     /// Wall-clock time spent inside the engine, for the benchmark.
     static ENGINE_TIME: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    /// The longest single call into the engine: how long it kept a media
+    /// thread from everything else.
+    static LONGEST_CALL: Cell<Duration> = const { Cell::new(Duration::ZERO) };
 }
 
 /// Runs `f`, which calls the engine, marked and timed as engine work.
@@ -38,7 +41,14 @@ fn in_engine<T>(f: impl FnOnce() -> T) -> T {
     let spent = start.elapsed();
     IN_ENGINE.with(|c| c.set(false));
     ENGINE_TIME.with(|t| t.set(t.get() + spent));
+    LONGEST_CALL.with(|t| t.set(t.get().max(spent)));
     out
+}
+
+/// The longest single call into the engine on this thread since the last
+/// call.
+pub fn take_longest_call() -> Duration {
+    LONGEST_CALL.with(|t| t.replace(Duration::ZERO))
 }
 
 /// The time spent inside the engine on this thread since the last call.

@@ -944,18 +944,18 @@ impl Sfu {
             return;
         };
         let sub = &mut p.subscriber;
-        if !sub.needs_negotiation() {
-            return;
-        }
         if self.offers_left == 0 {
-            if !sub.offer_queued {
+            if sub.needs_negotiation() && !sub.offer_queued {
                 sub.offer_queued = true;
                 self.offers_queued.push_back(pid);
             }
             return;
         }
-        self.offers_left -= 1;
         sub.offer_queued = false;
+        if !sub.needs_negotiation() {
+            return;
+        }
+        self.offers_left -= 1;
         let mut change = sub.conn.rtc.sdp_api();
         if !sub.anchored {
             // An inactive m-line, not a data channel: a data channel would
@@ -1065,9 +1065,6 @@ impl Sfu {
         while self.offers_left > 0
             && let Some(pid) = self.offers_queued.pop_front()
         {
-            if let Some(p) = self.participants.get_mut(&pid) {
-                p.subscriber.offer_queued = false;
-            }
             self.negotiate(pid);
         }
         // Taken all at once: a connection is driven once per timeout even

@@ -883,11 +883,9 @@ impl StreamTx {
 
         // Amphi patch: the cache rebuilds the packet from its record, so it
         // is looked up once, after the loop has found one that is there.
+        // Cached packets are nackable: `RtxCache::cache_sent_packet` asserts
+        // it, and the rebuilt packet says so.
         let pkt = self.rtx_cache.get_cached_packet_by_seq_no(seq_no)?;
-
-        // Cached packets must be nackable. This is ensured before adding the
-        // entry to the self.rtx_cache.
-        assert!(pkt.nackable);
 
         let len = pkt.payload.len() as u64;
         self.stats.update_packet_counts(len, true);

@@ -1,6 +1,6 @@
 //! DTLS implementation using dimpl with AWS-LC-RS backend.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use str0m_proto::crypto::CryptoError;
@@ -38,22 +38,7 @@ impl DtlsProvider for AwsLcRsDtlsProvider {
             private_key: cert.private_key.clone(),
         };
 
-        // Create a default dimpl Config with AWS-LC-RS crypto provider
-        // ICE verifies return routability before DTLS, making server cookies redundant.
-        let mut builder = dimpl::Config::builder().use_server_cookie(false);
-        if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
-        }
-        if self.is_test() {
-            // We need the DTLS impl to be deterministic for the BWE tests.
-            builder = builder.dangerously_set_rng_seed(42);
-        }
-
-        let config = builder
-            .build()
-            .map_err(|e| CryptoError::Other(format!("dimpl config creation failed: {}", e)))?;
-
-        let config = Arc::new(config);
+        let config = config(mtu, self.is_test())?;
         let dtls = match dtls_version {
             DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, dimpl_cert, now),
             DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, dimpl_cert, now),
@@ -66,6 +51,61 @@ impl DtlsProvider for AwsLcRsDtlsProvider {
         };
 
         Ok(Box::new(AwsLcRsDtlsInstance { dtls }))
+    }
+}
+
+/// The dimpl configurations made so far, by MTU and test mode.
+///
+/// Amphi patch. `dimpl::ConfigBuilder::build` validates the crypto provider
+/// every time (a key exchange in each group it offers, and signatures): about
+/// 0.9 ms, nearly all of building an `Rtc`. A server makes two connections
+/// for each participant who joins, on the thread that forwards everyone's
+/// media. A config holds only settings, the same for every connection with
+/// the same MTU, and dimpl takes it behind an `Arc` to be shared.
+static CONFIGS: Mutex<Configs> = Mutex::new(Configs(Vec::new()));
+
+/// The dimpl configuration for a connection: made once per MTU and test mode.
+fn config(mtu: Option<usize>, test: bool) -> Result<Arc<dimpl::Config>, CryptoError> {
+    // Poisoned only by a panic in `build`, which leaves the list as it was.
+    let mut configs = CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
+    configs.get(mtu, test)
+}
+
+/// What a configuration depends on: the MTU, and whether in test mode.
+type ConfigKey = (Option<usize>, bool);
+
+struct Configs(Vec<(ConfigKey, Arc<dimpl::Config>)>);
+
+impl Configs {
+    /// Configurations kept: an application uses one MTU, or a few.
+    const KEPT: usize = 8;
+
+    fn get(&mut self, mtu: Option<usize>, test: bool) -> Result<Arc<dimpl::Config>, CryptoError> {
+        if let Some((_, config)) = self.0.iter().find(|(key, _)| *key == (mtu, test)) {
+            return Ok(config.clone());
+        }
+
+        // Create a default dimpl Config with AWS-LC-RS crypto provider
+        // ICE verifies return routability before DTLS, making server cookies redundant.
+        let mut builder = dimpl::Config::builder().use_server_cookie(false);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        if test {
+            // We need the DTLS impl to be deterministic for the BWE tests.
+            builder = builder.dangerously_set_rng_seed(42);
+        }
+
+        let config = builder
+            .build()
+            .map_err(|e| CryptoError::Other(format!("dimpl config creation failed: {}", e)))?;
+
+        let config = Arc::new(config);
+        if self.0.len() == Self::KEPT {
+            self.0.remove(0);
+        }
+        self.0.push(((mtu, test), config.clone()));
+        Ok(config)
     }
 }
 
@@ -122,5 +162,59 @@ impl DtlsInstance for AwsLcRsDtlsInstance {
 
     fn close(&mut self) -> Result<(), DtlsImplError> {
         self.dtls.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_with_one_mtu_share_one_config() {
+        let a = config(Some(1150), false).unwrap();
+        let b = config(Some(1150), false).unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "each connection validated the provider anew"
+        );
+        assert_eq!(a.mtu(), 1150);
+
+        let mut configs = Configs(Vec::new());
+        let other = configs.get(Some(1200), false).unwrap();
+        assert!(Arc::ptr_eq(
+            &other,
+            &configs.get(Some(1200), false).unwrap()
+        ));
+        assert_eq!(other.mtu(), 1200);
+        let test = configs.get(Some(1200), true).unwrap();
+        assert!(!Arc::ptr_eq(&other, &test));
+        let unset = configs.get(None, false).unwrap();
+        assert_eq!(unset.mtu(), dimpl::Config::builder().build().unwrap().mtu());
+    }
+
+    #[test]
+    fn configs_kept_are_bounded() {
+        let mut configs = Configs(Vec::new());
+        for mtu in 0..(Configs::KEPT * 2) {
+            configs.get(Some(1000 + mtu), false).unwrap();
+        }
+        assert_eq!(configs.0.len(), Configs::KEPT);
+        // The newest are kept.
+        assert_eq!(
+            configs.0.last().unwrap().0,
+            (Some(1000 + Configs::KEPT * 2 - 1), false)
+        );
+    }
+
+    #[test]
+    fn a_dtls_instance_is_made_with_the_shared_config() {
+        let provider = AwsLcRsDtlsProvider;
+        let cert = provider.generate_certificate().unwrap();
+        for _ in 0..2 {
+            let dtls = provider
+                .new_dtls(&cert, Instant::now(), DtlsVersion::Dtls12, Some(1150))
+                .unwrap();
+            assert!(!dtls.is_active());
+        }
     }
 }

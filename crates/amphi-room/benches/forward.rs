@@ -33,7 +33,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 mod common;
 use common::counting::Counting;
 use common::options::{listener, publisher_720p};
-use common::{IN_ENGINE, World, take_engine_time, take_longest_call};
+use common::{IN_ENGINE, World, take_engine_time, take_longest_call, take_longest_join};
 
 // ----- counting allocator ------------------------------------------------
 
@@ -259,6 +259,18 @@ fn main() {
         take_longest_call();
         w.run(Duration::from_secs(1));
         let steady = take_longest_call();
+        // Joins, one at a time.
+        take_longest_join();
+        for _ in 0..5 {
+            w.add(listener());
+            w.run(Duration::from_millis(200));
+        }
+        println!(
+            "join probe {n} -> {}: longest join {:?}",
+            n + 5,
+            take_longest_join()
+        );
+        take_longest_call();
         let offers = w.offers.len();
         w.add(publisher_720p());
         w.run(Duration::from_secs(2));

@@ -31,6 +31,8 @@ thread_local! {
     /// The longest single call into the engine: how long it kept a media
     /// thread from everything else.
     static LONGEST_CALL: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    /// The longest single join.
+    static LONGEST_JOIN: Cell<Duration> = const { Cell::new(Duration::ZERO) };
 }
 
 /// Runs `f`, which calls the engine, marked and timed as engine work.
@@ -49,6 +51,11 @@ fn in_engine<T>(f: impl FnOnce() -> T) -> T {
 /// call.
 pub fn take_longest_call() -> Duration {
     LONGEST_CALL.with(|t| t.replace(Duration::ZERO))
+}
+
+/// The longest join on this thread since the last call.
+pub fn take_longest_join() -> Duration {
+    LONGEST_JOIN.with(|t| t.replace(Duration::ZERO))
 }
 
 /// The time spent inside the engine on this thread since the last call.
@@ -274,7 +281,13 @@ impl World {
                             message,
                         },
                     };
+                    let join = matches!(cmd, Command::Join(_));
+                    let start = Instant::now();
                     in_engine(|| self.sfu.handle_input(Input::Command(now, cmd)));
+                    if join {
+                        let spent = start.elapsed();
+                        LONGEST_JOIN.with(|t| t.set(t.get().max(spent)));
+                    }
                     self.drain_server(wire);
                 }
             }

@@ -15,6 +15,7 @@
 //! number and timestamp; the payload itself is shared, never copied.
 
 pub mod allocator;
+pub mod certificate;
 mod config;
 pub mod forwarder;
 mod ids;

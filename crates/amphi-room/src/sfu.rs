@@ -18,6 +18,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, Rtc, RtcConfig};
 use tracing::{debug, info, warn};
 
+use crate::certificate::Certificate;
 use crate::config::SfuConfig;
 use crate::forwarder::{IncomingPacket, Verdict};
 use crate::ids::{IdMap, ParticipantId, TrackId};
@@ -195,6 +196,8 @@ pub struct Sfu {
     /// this turn may still make (see `negotiate`).
     offers_queued: VecDeque<ParticipantId>,
     offers_left: usize,
+    /// The DTLS certificate new connections present (certificate.rs).
+    certificate: Certificate,
 }
 
 /// Subscribe offers made in one turn of the media thread (one timeout)
@@ -228,6 +231,7 @@ impl Sfu {
             offers_left: OFFERS_PER_TURN,
             allocation: allocation::Scratch::default(),
             red_copies: Default::default(),
+            certificate: Certificate::default(),
             now,
         }
     }
@@ -1521,8 +1525,11 @@ impl Sfu {
 
     /// A str0m connection. `bwe`: estimate the bandwidth towards the peer
     /// (subscriber connections, whose downlink the allocator shares).
-    fn new_rtc(&self, now: Instant, bwe: bool) -> Rtc {
+    fn new_rtc(&mut self, now: Instant, bwe: bool) -> Rtc {
         let mut config = RtcConfig::new();
+        if let Some(cert) = self.certificate.for_connection(now) {
+            config = config.set_dtls_cert(cert);
+        }
         if bwe && self.config.bandwidth_estimation {
             config = config.enable_bwe(Some(Bitrate::bps(allocation::INITIAL_ESTIMATE)));
         }

@@ -319,3 +319,52 @@ fn joins_and_leaves_in_any_order_settle() {
         }
     }
 }
+
+/// The DTLS fingerprints in the SDPs the engine sent since `from`.
+fn server_fingerprints(w: &World, from: (usize, usize)) -> Vec<String> {
+    let sdps = w.offers[from.0..].iter().chain(&w.answers[from.1..]);
+    let mut found: Vec<String> = sdps
+        .flat_map(|sdp| sdp.lines())
+        .filter_map(|l| l.strip_prefix("a=fingerprint:"))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn the_server_presents_one_certificate_a_day_and_calls_work_with_it() {
+    let mut w = World::new();
+    w.add(ClientOptions::default());
+    w.add(ClientOptions::default());
+    w.run(Duration::from_secs(3));
+    for (i, j) in [(0, 1), (1, 0)] {
+        let v = w.packets_from(i, j, MediaKind::Video);
+        assert!(v > 50, "client {i} got {v} video packets from {j}");
+    }
+    // Both participants' publisher and subscriber connections: made
+    // one by one, the four showed four fingerprints.
+    let first = server_fingerprints(&w, (0, 0));
+    assert_eq!(first.len(), 1, "fingerprints: {first:?}");
+    assert!(w.answers.len() >= 2 && w.offers.len() >= 2);
+
+    // The first two leave (the SDPs that tell them so would show their
+    // connections' certificate). A day later, the next two get a new
+    // certificate, and their call works with it.
+    for i in 0..2 {
+        w.leave_signalling(i, LeaveReason::Left);
+    }
+    let seen = (w.offers.len(), w.answers.len());
+    w.now += amphi_room::certificate::ROTATION;
+    w.add(ClientOptions::default());
+    w.add(ClientOptions::default());
+    w.run(Duration::from_secs(3));
+    for (i, j) in [(2, 3), (3, 2)] {
+        let v = w.packets_from(i, j, MediaKind::Video);
+        assert!(v > 50, "client {i} got {v} video packets from {j}");
+    }
+    let next = server_fingerprints(&w, seen);
+    assert_eq!(next.len(), 1, "fingerprints: {next:?}");
+    assert_ne!(next, first, "the certificate was not renewed");
+}

@@ -854,7 +854,7 @@ impl Sfu {
     /// others. `sync_subscriptions` would get there too, but it walks the
     /// whole room for each member: someone starting to publish in a room of
     /// hundreds cost the square of its size.
-    fn resubscribe_to(&mut self, subscriber: ParticipantId, publisher: ParticipantId) {
+    pub(super) fn resubscribe_to(&mut self, subscriber: ParticipantId, publisher: ParticipantId) {
         let (Some(s), Some(p)) = (
             self.participants.get(&subscriber),
             self.participants.get(&publisher),

@@ -475,6 +475,56 @@ fn breakout_groups_separate_media_and_recall_brings_it_back() {
 }
 
 #[test]
+fn moving_one_student_tells_each_member_about_that_student_only() {
+    // A teacher (0) and twelve students: 1-6 in G1, 7-12 in G2.
+    let mut w = World::new();
+    w.add_as(ClientOptions::default(), Role::Teacher, teacher());
+    for _ in 0..12 {
+        w.add_as(ClientOptions::default(), Role::Student, student());
+    }
+    w.run(SETTLE);
+    let assignments = (1..=12).map(|i| (w.id(i), u32::from(i > 6))).collect();
+    w.send(
+        0,
+        ClientMessage::BreakoutStart {
+            groups: 2,
+            assignments: Some(assignments),
+        },
+    );
+    w.run(SETTLE);
+    assert_eq!(audio_during(&mut w, 1, 7, Duration::from_secs(1)), 0);
+
+    let seen = w.updates.len();
+    w.send(
+        0,
+        ClientMessage::BreakoutMove {
+            participant: w.id(1),
+            group: Some("G2".into()),
+        },
+    );
+    // Each of the thirteen learns of the move, once; nobody else changed.
+    let updates = &w.updates[seen..];
+    assert_eq!(updates.len(), 13, "{updates:?}");
+    assert!(
+        updates.iter().all(|(_, about)| *about == w.id(1)),
+        "{updates:?}"
+    );
+
+    w.run(SETTLE);
+    // The mover hears the new group and is heard there, and has left the old one.
+    assert!(audio_during(&mut w, 1, 7, Duration::from_secs(1)) > 30);
+    assert!(audio_during(&mut w, 12, 1, Duration::from_secs(1)) > 30);
+    assert_eq!(audio_during(&mut w, 1, 2, Duration::from_secs(1)), 0);
+    assert_eq!(audio_during(&mut w, 6, 1, Duration::from_secs(1)), 0);
+    // The others' groups are as they were.
+    assert!(audio_during(&mut w, 2, 6, Duration::from_secs(1)) > 30);
+    assert_eq!(audio_during(&mut w, 2, 7, Duration::from_secs(1)), 0);
+    for i in 0..13 {
+        assert!(w.errors(i).is_empty(), "{i}: {:?}", w.errors(i));
+    }
+}
+
+#[test]
 fn a_promoted_student_can_moderate_and_share_a_screen() {
     let mut w = class();
     w.send(

@@ -613,8 +613,18 @@ impl Sfu {
         if let Some(p) = self.participants.get_mut(&target) {
             p.group = group;
         }
-        let members = self.members_of(moderator);
-        self.regroup(&room, &members);
+        // Only the moved participant's place changed: their own
+        // subscriptions, what the others get of them, and one update each.
+        // `regroup` would redo everyone's and announce everyone to
+        // everyone: the square of the class in messages, for one move.
+        self.sync_subscriptions(target);
+        for other in self.members_of(moderator) {
+            if other != target {
+                self.resubscribe_to(other, target);
+            }
+        }
+        self.announce(target);
+        self.announce_room(&room);
         Ok(())
     }
 

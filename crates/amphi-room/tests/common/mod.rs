@@ -90,6 +90,8 @@ pub struct World {
     pub offers: Vec<String>,
     /// Every publish answer the engine sent, in order.
     pub answers: Vec<String>,
+    /// Every `participant_updated` the engine sent: to whom, about whom.
+    pub updates: Vec<(ParticipantId, String)>,
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
@@ -149,6 +151,7 @@ impl World {
             room: "lecture".into(),
             offers: Vec::new(),
             answers: Vec::new(),
+            updates: Vec::new(),
             events: Vec::new(),
             loss: None,
             tick: TICK,
@@ -309,6 +312,9 @@ impl World {
                     }
                     if let ServerMessage::PublishAnswer { sdp } = &message {
                         self.answers.push(sdp.clone());
+                    }
+                    if let ServerMessage::ParticipantUpdated { participant: about } = &message {
+                        self.updates.push((participant, about.id.clone()));
                     }
                     if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
                         c.p.handle_signal(message);

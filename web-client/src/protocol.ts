@@ -210,6 +210,8 @@ export type ServerMessage =
   | JoinedMessage
   | { type: 'participant_joined'; participant: ParticipantInfo }
   | { type: 'participant_updated'; participant: ParticipantInfo }
+  /** Several records at once (mute all, breakout groups). */
+  | { type: 'participants_updated'; participants: ParticipantInfo[] }
   | { type: 'participant_left'; participant: string; reason: LeaveReason }
   | { type: 'publish_answer'; sdp: string }
   | { type: 'subscribe_offer'; sdp: string; tracks: SubscribedTrack[] }

@@ -68,6 +68,8 @@ export interface SessionHandlers {
   joined(msg: JoinedMessage): void;
   participantJoined(p: ParticipantInfo): void;
   participantUpdated(p: ParticipantInfo): void;
+  /** Several records at once: drawn once, not once per record. */
+  participantsUpdated(ps: ParticipantInfo[]): void;
   participantLeft(id: string, reason: LeaveReason): void;
   remoteTracks(tracks: RemoteTrack[]): void;
   /** A non-fatal problem to show briefly. */
@@ -345,6 +347,9 @@ export class Session {
         break;
       case 'participant_updated':
         this.h.participantUpdated(msg.participant);
+        break;
+      case 'participants_updated':
+        this.h.participantsUpdated(msg.participants);
         break;
       case 'participant_left':
         this.h.participantLeft(msg.participant, msg.reason);

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use amphi_protocol::{
-    ClientMessage, ErrorCode, LeaveReason, MediaKind, PublishTrack, ServerMessage, Source,
-    SubscribedTrack,
+    ClientMessage, ErrorCode, LeaveReason, MediaKind, ParticipantInfo, PublishTrack, ServerMessage,
+    Source, SubscribedTrack,
 };
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::dtls::DtlsCert;
@@ -773,6 +773,17 @@ impl Participant {
         self.subscriber.disconnect();
     }
 
+    /// Someone's record, new or changed: ours, or one in the roster.
+    fn update_roster(&mut self, participant: ParticipantInfo) {
+        if Some(&participant.id) == self.stats.id.as_ref() {
+            self.stats.me = Some(participant);
+        } else {
+            self.stats
+                .roster
+                .insert(participant.id.clone(), participant);
+        }
+    }
+
     /// A text frame from the server.
     pub fn handle_signal_text(&mut self, text: &str) {
         match ServerMessage::decode(text) {
@@ -816,13 +827,10 @@ impl Participant {
                 self.offer_publish();
             }
             ServerMessage::ParticipantJoined { participant }
-            | ServerMessage::ParticipantUpdated { participant } => {
-                if Some(&participant.id) == self.stats.id.as_ref() {
-                    self.stats.me = Some(participant);
-                } else {
-                    self.stats
-                        .roster
-                        .insert(participant.id.clone(), participant);
+            | ServerMessage::ParticipantUpdated { participant } => self.update_roster(participant),
+            ServerMessage::ParticipantsUpdated { participants } => {
+                for participant in participants.iter() {
+                    self.update_roster(participant.clone());
                 }
             }
             ServerMessage::ParticipantLeft {

@@ -213,6 +213,13 @@ pub enum ServerMessage {
     ParticipantJoined { participant: ParticipantInfo },
     /// Someone's tracks or mute state changed; the whole record is repeated.
     ParticipantUpdated { participant: ParticipantInfo },
+    /// Several records changed at once (mute all, breakout groups): the same
+    /// as a `participant_updated` for each, in one message. Sent one per
+    /// participant_updated, a change to everyone in a class of n was n²
+    /// messages. Shared, not copied, by every member it is sent to.
+    ParticipantsUpdated {
+        participants: std::sync::Arc<[ParticipantInfo]>,
+    },
     /// Someone left the room.
     ParticipantLeft {
         participant: String,
@@ -645,6 +652,20 @@ mod tests {
             serde_json::to_string(&ServerMessage::Speakers { speakers: vec![] }).unwrap(),
             r#"{"type":"speakers","speakers":[]}"#
         );
+    }
+
+    #[test]
+    fn participants_updated_is_spelled_as_documented() {
+        let text = r#"{"type":"participants_updated","participants":[{"id":"P4","identity":"carol","name":"Carol","role":"student","tracks":[],"group":"G1"}]}"#;
+        let m = ServerMessage::decode(text).unwrap();
+        let ServerMessage::ParticipantsUpdated { participants } = &m else {
+            panic!("{m:?}");
+        };
+        assert_eq!(participants.len(), 1);
+        assert_eq!(participants[0].group.as_deref(), Some("G1"));
+        let again = serde_json::to_string(&m).unwrap();
+        assert_eq!(ServerMessage::decode(&again).unwrap(), m);
+        assert!(again.starts_with(r#"{"type":"participants_updated","participants":[{"id":"P4""#));
     }
 
     #[test]

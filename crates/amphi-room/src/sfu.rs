@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use amphi_protocol::{
@@ -772,6 +773,32 @@ impl Sfu {
 
     /// Tells everyone in the participant's room (themselves included) their
     /// current record.
+    /// Tells everyone in `room` the records of `pids`, members of it, in
+    /// one message each. A change to many at once (mute all, breakout
+    /// groups) told as a `participant_updated` per record and member was
+    /// the square of the class in messages, each a copy: in a lecture of
+    /// 375, 140,000 of them and 50 ms of the media thread for one click.
+    fn announce_many(&mut self, room: &str, pids: &[ParticipantId]) {
+        let ask = self.rooms.get(room).is_some_and(|r| r.ask_to_speak);
+        let participants: Arc<[ParticipantInfo]> = pids
+            .iter()
+            .filter_map(|id| self.participants.get(id))
+            .map(|p| p.info(ask))
+            .collect();
+        if participants.is_empty() {
+            return;
+        }
+        let members = self
+            .rooms
+            .get(room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        self.broadcast(
+            &members,
+            &ServerMessage::ParticipantsUpdated { participants },
+        );
+    }
+
     fn announce(&mut self, pid: ParticipantId) {
         let ask = self.ask_to_speak_of(pid);
         let Some(info) = self.participants.get(&pid).map(|p| p.info(ask)) else {
@@ -854,7 +881,7 @@ impl Sfu {
     /// others. `sync_subscriptions` would get there too, but it walks the
     /// whole room for each member: someone starting to publish in a room of
     /// hundreds cost the square of its size.
-    pub(super) fn resubscribe_to(&mut self, subscriber: ParticipantId, publisher: ParticipantId) {
+    fn resubscribe_to(&mut self, subscriber: ParticipantId, publisher: ParticipantId) {
         let (Some(s), Some(p)) = (
             self.participants.get(&subscriber),
             self.participants.get(&publisher),

@@ -474,15 +474,76 @@ fn breakout_groups_separate_media_and_recall_brings_it_back() {
     }
 }
 
-#[test]
-fn moving_one_student_tells_each_member_about_that_student_only() {
-    // A teacher (0) and twelve students: 1-6 in G1, 7-12 in G2.
+/// A teacher (0) and twelve students.
+fn big_class() -> World {
     let mut w = World::new();
     w.add_as(ClientOptions::default(), Role::Teacher, teacher());
     for _ in 0..12 {
         w.add_as(ClientOptions::default(), Role::Student, student());
     }
     w.run(SETTLE);
+    w
+}
+
+/// The updates sent since `seen`: one message to each member, each about
+/// exactly `about`.
+fn one_update_each(w: &World, seen: usize, about: &[usize]) {
+    let updates = &w.updates[seen..];
+    let mut to: Vec<_> = updates.iter().map(|(to, _)| *to).collect();
+    to.sort();
+    let members: Vec<_> = w.clients.iter().map(|c| c.pid).collect();
+    assert_eq!(to, members, "one message to each member: {updates:?}");
+    let mut want: Vec<String> = about.iter().map(|i| w.id(*i)).collect();
+    want.sort();
+    for (_, got) in updates {
+        let mut got = got.clone();
+        got.sort();
+        assert_eq!(got, want, "{updates:?}");
+    }
+}
+
+#[test]
+fn mute_all_and_breakout_groups_tell_each_member_once() {
+    let mut w = big_class();
+    let students: Vec<usize> = (1..=12).collect();
+    let everyone: Vec<usize> = (0..=12).collect();
+
+    let seen = w.updates.len();
+    w.send(0, ClientMessage::MuteAll {});
+    one_update_each(&w, seen, &students);
+    w.run(SETTLE);
+    for i in [1, 7, 12] {
+        assert_eq!(
+            audio_during(&mut w, 0, i, Duration::from_secs(1)),
+            0,
+            "{i} is held back"
+        );
+    }
+
+    let seen = w.updates.len();
+    w.send(
+        0,
+        ClientMessage::BreakoutStart {
+            groups: 3,
+            assignments: None,
+        },
+    );
+    one_update_each(&w, seen, &everyone);
+    // Everyone knows every student's group.
+    let roster = &w.clients[5].p.stats().roster;
+    assert_eq!(roster.values().filter(|p| p.group.is_some()).count(), 11);
+
+    let seen = w.updates.len();
+    w.send(0, ClientMessage::BreakoutEnd {});
+    one_update_each(&w, seen, &everyone);
+    let roster = &w.clients[5].p.stats().roster;
+    assert!(roster.values().all(|p| p.group.is_none()));
+}
+
+#[test]
+fn moving_one_student_tells_each_member_about_that_student_only() {
+    // Students 1-6 in G1, 7-12 in G2.
+    let mut w = big_class();
     let assignments = (1..=12).map(|i| (w.id(i), u32::from(i > 6))).collect();
     w.send(
         0,
@@ -506,7 +567,7 @@ fn moving_one_student_tells_each_member_about_that_student_only() {
     let updates = &w.updates[seen..];
     assert_eq!(updates.len(), 13, "{updates:?}");
     assert!(
-        updates.iter().all(|(_, about)| *about == w.id(1)),
+        updates.iter().all(|(_, about)| *about == [w.id(1)]),
         "{updates:?}"
     );
 

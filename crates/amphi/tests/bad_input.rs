@@ -26,6 +26,7 @@ fn next_reply(ws: &mut RawSignalling, srv: &TestServer, after: &str) -> Received
             Received::Message(
                 ServerMessage::ParticipantJoined { .. }
                     | ServerMessage::ParticipantUpdated { .. }
+                    | ServerMessage::ParticipantsUpdated { .. }
                     | ServerMessage::ParticipantLeft { .. }
                     | ServerMessage::ConnectionQuality { .. }
                     | ServerMessage::Pong {}
@@ -56,6 +57,7 @@ fn still_open(ws: &mut RawSignalling, srv: &TestServer, after: &str) {
             Received::Message(
                 ServerMessage::ParticipantJoined { .. }
                     | ServerMessage::ParticipantUpdated { .. }
+                    | ServerMessage::ParticipantsUpdated { .. }
                     | ServerMessage::ParticipantLeft { .. }
                     | ServerMessage::ConnectionQuality { .. }
             )

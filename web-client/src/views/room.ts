@@ -147,8 +147,9 @@ class RoomView {
         this.render();
         this.renderPeople();
       },
-      participantJoined: (p) => this.upsert(p),
-      participantUpdated: (p) => this.upsert(p),
+      participantJoined: (p) => this.upsert([p]),
+      participantUpdated: (p) => this.upsert([p]),
+      participantsUpdated: (ps) => this.upsert(ps),
       participantLeft: (id) => {
         this.participants.delete(id);
         this.qualities.delete(id);
@@ -952,11 +953,13 @@ class RoomView {
     return { track: this.media.cam, muted: !this.media.cam };
   }
 
-  private upsert(p: ParticipantInfo): void {
-    // Our own echo: local media state stays authoritative; hand, group and
-    // floor come from the server.
-    if (p.id === this.selfId) this.selfInfo = p;
-    else this.participants.set(p.id, p);
+  private upsert(ps: ParticipantInfo[]): void {
+    for (const p of ps) {
+      // Our own echo: local media state stays authoritative; hand, group and
+      // floor come from the server.
+      if (p.id === this.selfId) this.selfInfo = p;
+      else this.participants.set(p.id, p);
+    }
     this.render();
     this.renderPeople();
   }

@@ -333,6 +333,13 @@ impl Sfu {
     // ----- moderation ---------------------------------------------------------
 
     fn mute(&mut self, moderator: ParticipantId, target: ParticipantId, source: Source) {
+        self.hold_back(moderator, target, source);
+        self.announce(target);
+    }
+
+    /// Holds `target`'s `source` back and asks their client to mute it; the
+    /// others are told by the caller.
+    fn hold_back(&mut self, moderator: ParticipantId, target: ParticipantId, source: Source) {
         let Some(p) = self.participants.get_mut(&target) else {
             return;
         };
@@ -341,15 +348,19 @@ impl Sfu {
         }
         let by = self.name_of(moderator);
         self.signal(target, ServerMessage::MuteRequested { source, by });
-        self.announce(target);
     }
 
     fn mute_all(&mut self, moderator: ParticipantId) {
-        for pid in self.members_of(moderator) {
-            if pid != moderator && !self.moderates(pid) {
-                self.mute(moderator, pid, Source::Microphone);
-            }
+        let students: Vec<ParticipantId> = self
+            .members_of(moderator)
+            .into_iter()
+            .filter(|pid| *pid != moderator && !self.moderates(*pid))
+            .collect();
+        for pid in &students {
+            self.hold_back(moderator, *pid, Source::Microphone);
         }
+        let room = self.room_of(moderator);
+        self.announce_many(&room, &students);
     }
 
     fn set_floor(&mut self, moderator: ParticipantId, target: ParticipantId, floor: bool) {
@@ -477,9 +488,8 @@ impl Sfu {
         }
         if ask_changed {
             // Everyone's effective microphone state may have changed.
-            for pid in self.members_of(moderator) {
-                self.announce(pid);
-            }
+            let members = self.members_of(moderator);
+            self.announce_many(&room, &members);
         }
         self.announce_room(&room);
         self.send_lobby(&room);
@@ -668,9 +678,7 @@ impl Sfu {
         for pid in members {
             self.sync_subscriptions(*pid);
         }
-        for pid in members {
-            self.announce(*pid);
-        }
+        self.announce_many(room, members);
         self.announce_room(room);
     }
 

@@ -90,8 +90,9 @@ pub struct World {
     pub offers: Vec<String>,
     /// Every publish answer the engine sent, in order.
     pub answers: Vec<String>,
-    /// Every `participant_updated` the engine sent: to whom, about whom.
-    pub updates: Vec<(ParticipantId, String)>,
+    /// Every `participant_updated` and `participants_updated` the engine
+    /// sent: to whom, about whom.
+    pub updates: Vec<(ParticipantId, Vec<String>)>,
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
@@ -313,8 +314,15 @@ impl World {
                     if let ServerMessage::PublishAnswer { sdp } = &message {
                         self.answers.push(sdp.clone());
                     }
-                    if let ServerMessage::ParticipantUpdated { participant: about } = &message {
-                        self.updates.push((participant, about.id.clone()));
+                    match &message {
+                        ServerMessage::ParticipantUpdated { participant: about } => {
+                            self.updates.push((participant, vec![about.id.clone()]));
+                        }
+                        ServerMessage::ParticipantsUpdated { participants } => {
+                            let about = participants.iter().map(|p| p.id.clone()).collect();
+                            self.updates.push((participant, about));
+                        }
+                        _ => {}
                     }
                     if let Some(c) = self.clients.iter_mut().find(|c| c.pid == participant) {
                         c.p.handle_signal(message);

@@ -197,6 +197,9 @@ pub struct Sfu {
     /// this turn may still make (see `negotiate`).
     offers_queued: VecDeque<ParticipantId>,
     offers_left: usize,
+    /// Rooms whose doors opened while some waited, until all are let in
+    /// (`admit_through_open_doors`).
+    admitting: VecDeque<String>,
     /// The DTLS certificate new connections present (certificate.rs).
     certificate: Certificate,
 }
@@ -230,6 +233,7 @@ impl Sfu {
             due: Vec::new(),
             offers_queued: VecDeque::new(),
             offers_left: OFFERS_PER_TURN,
+            admitting: VecDeque::new(),
             allocation: allocation::Scratch::default(),
             red_copies: Default::default(),
             certificate: Certificate::default(),
@@ -1098,6 +1102,7 @@ impl Sfu {
         {
             self.negotiate(pid);
         }
+        self.admit_through_open_doors(now);
         // Taken all at once: a connection is driven once per timeout even
         // if it asks again for a time already past.
         let mut due = std::mem::take(&mut self.due);
@@ -1630,7 +1635,7 @@ impl Sfu {
     }
 
     fn next_timeout(&self) -> Instant {
-        if !self.offers_queued.is_empty() {
+        if !self.offers_queued.is_empty() || !self.admitting.is_empty() {
             return self.now;
         }
         let mut next = self.next_media_tick;

@@ -9,6 +9,8 @@ use amphi_client::protocol::{
     ClientMessage, ErrorCode, LeaveReason, Promotion, Role, ServerMessage, Source,
 };
 use amphi_client::{ClientOptions, MediaKind};
+use amphi_room::SfuEvent;
+use common::options::listener;
 use common::{World, student, teacher};
 
 const SETTLE: Duration = Duration::from_secs(2);
@@ -235,6 +237,77 @@ fn ask_to_speak_holds_students_until_given_the_floor() {
     );
     w.run(Duration::from_millis(200));
     assert_eq!(audio_during(&mut w, 0, 2, Duration::from_secs(1)), 0);
+}
+
+/// Participants the engine let in so far.
+fn joined(w: &World) -> usize {
+    w.events
+        .iter()
+        .filter(|e| matches!(e, SfuEvent::ParticipantJoined { .. }))
+        .count()
+}
+
+#[test]
+fn opening_the_doors_lets_a_big_waiting_room_in_a_share_per_turn() {
+    const WAITING: usize = 40;
+    let mut w = World::new();
+    w.tick = Duration::from_millis(1);
+    w.add_as(ClientOptions::default(), Role::Teacher, teacher());
+    w.run(Duration::from_secs(1));
+    let doors = |w: &mut World, waiting_room: bool| {
+        w.send(
+            0,
+            ClientMessage::UpdateRoom {
+                locked: None,
+                waiting_room: Some(waiting_room),
+                ask_to_speak: None,
+            },
+        );
+    };
+    doors(&mut w, true);
+    for _ in 0..WAITING {
+        w.add_as(listener(), Role::Student, student());
+    }
+    w.run(Duration::from_secs(1));
+    assert_eq!(joined(&w), 1, "only the teacher is in");
+
+    // Opened: a share per turn, never all at once.
+    doors(&mut w, false);
+    let mut most_in_a_turn = joined(&w) - 1;
+    w.run(w.tick);
+    most_in_a_turn = most_in_a_turn.max(joined(&w) - 1);
+    // Closed again after the first turn: the rest keep waiting.
+    doors(&mut w, true);
+    let let_in = joined(&w) - 1;
+    assert!(let_in > 0 && let_in < WAITING, "{let_in} let in");
+    w.run(Duration::from_millis(200));
+    assert_eq!(joined(&w) - 1, let_in, "let in through closed doors");
+    let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
+        ServerMessage::Lobby { waiting } => Some(waiting),
+        _ => None,
+    });
+    assert_eq!(lobby.map(|l| l.len()), Some(WAITING - let_in));
+
+    doors(&mut w, false);
+    for _ in 0..200 {
+        let before = joined(&w);
+        w.run(w.tick);
+        most_in_a_turn = most_in_a_turn.max(joined(&w) - before);
+    }
+    assert_eq!(joined(&w), WAITING + 1);
+    assert!(most_in_a_turn <= 4, "{most_in_a_turn} let in at once");
+    w.run(Duration::from_secs(2));
+    for i in 1..=WAITING {
+        assert!(
+            w.packets_from(i, 0, MediaKind::Audio) > 20,
+            "{i} hears the teacher"
+        );
+    }
+    let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
+        ServerMessage::Lobby { waiting } => Some(waiting),
+        _ => None,
+    });
+    assert_eq!(lobby.map(|l| l.len()), Some(0));
 }
 
 #[test]

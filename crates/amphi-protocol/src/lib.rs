@@ -214,9 +214,10 @@ pub enum ServerMessage {
     /// Someone's tracks or mute state changed; the whole record is repeated.
     ParticipantUpdated { participant: ParticipantInfo },
     /// Several records changed at once (mute all, breakout groups): the same
-    /// as a `participant_updated` for each, in one message. Sent one per
-    /// participant_updated, a change to everyone in a class of n was n²
-    /// messages. Shared, not copied, by every member it is sent to.
+    /// as a `participant_updated` for each, in one message. As one
+    /// `participant_updated` per record, a change to everyone in a class of
+    /// n was n² messages. The list is shared, not copied, by every member's
+    /// message.
     ParticipantsUpdated {
         participants: std::sync::Arc<[ParticipantInfo]>,
     },

@@ -252,7 +252,10 @@ impl Sfu {
 
     /// Number of rooms with at least one participant.
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.rooms
+            .values()
+            .filter(|r| !r.members.is_empty())
+            .count()
     }
 
     pub fn participant_count(&self) -> usize {
@@ -445,7 +448,12 @@ impl Sfu {
         for pc in [Pc::Publisher, Pc::Subscriber] {
             self.timers.set(Deadline::Connection(pid, pc), Some(now));
         }
-        if !self.rooms.contains_key(&req.room) {
+        // A room nobody is in may still be kept for those who wait.
+        if self
+            .rooms
+            .get(&req.room)
+            .is_none_or(|r| r.members.is_empty())
+        {
             self.event(SfuEvent::RoomStarted {
                 room: req.room.clone(),
             });
@@ -775,8 +783,6 @@ impl Sfu {
         }
     }
 
-    /// Tells everyone in the participant's room (themselves included) their
-    /// current record.
     /// Tells everyone in `room` the records of `pids`, members of it, in
     /// one message each. A change to many at once (mute all, breakout
     /// groups) told as a `participant_updated` per record and member was
@@ -803,6 +809,8 @@ impl Sfu {
         );
     }
 
+    /// Tells everyone in the participant's room (themselves included) their
+    /// current record.
     fn announce(&mut self, pid: ParticipantId) {
         let ask = self.ask_to_speak_of(pid);
         let Some(info) = self.participants.get(&pid).map(|p| p.info(ask)) else {
@@ -851,7 +859,14 @@ impl Sfu {
         room.members.retain(|id| *id != pid);
         let others = room.members.clone();
         if others.is_empty() {
-            self.rooms.remove(&p.room);
+            // Those still waiting keep the room, its doors and its settings,
+            // for a teacher who comes back (a reloaded tab) or, if the doors
+            // were just opened, to be let in: dropped, they waited for good.
+            if room.lobby.is_empty() {
+                self.rooms.remove(&p.room);
+            } else {
+                room.groups.clear();
+            }
             self.event(SfuEvent::RoomEnded {
                 room: p.room.clone(),
             });

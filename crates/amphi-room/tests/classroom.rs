@@ -310,6 +310,104 @@ fn opening_the_doors_lets_a_big_waiting_room_in_a_share_per_turn() {
     assert_eq!(lobby.map(|l| l.len()), Some(0));
 }
 
+/// A teacher (0) in a room with its doors closed, and two students (1, 2)
+/// waiting.
+fn two_waiting() -> World {
+    let mut w = World::new();
+    w.add_as(ClientOptions::default(), Role::Teacher, teacher());
+    w.run(Duration::from_secs(1));
+    w.send(
+        0,
+        ClientMessage::UpdateRoom {
+            locked: None,
+            waiting_room: Some(true),
+            ask_to_speak: None,
+        },
+    );
+    for _ in 0..2 {
+        w.add_as(listener(), Role::Student, student());
+    }
+    w.run(Duration::from_secs(1));
+    assert_eq!(joined(&w), 1);
+    w
+}
+
+#[test]
+fn those_waiting_are_let_in_when_the_teacher_opens_the_doors_and_leaves_at_once() {
+    let mut w = two_waiting();
+    w.send(
+        0,
+        ClientMessage::UpdateRoom {
+            locked: None,
+            waiting_room: Some(false),
+            ask_to_speak: None,
+        },
+    );
+    w.leave_signalling(0, LeaveReason::Left);
+    w.run(Duration::from_secs(1));
+    assert_eq!(joined(&w), 3);
+    assert_eq!(w.sfu.room_size("lecture"), 2);
+    for i in [1, 2] {
+        assert_eq!(
+            w.clients[i].p.stats().room.as_deref(),
+            Some("lecture"),
+            "{i} is in"
+        );
+    }
+}
+
+#[test]
+fn those_waiting_still_wait_for_a_teacher_who_comes_back() {
+    let mut w = two_waiting();
+    // The teacher's tab is reloaded: gone for a moment.
+    w.leave_signalling(0, LeaveReason::Disconnected);
+    w.run(Duration::from_secs(1));
+    assert_eq!(w.sfu.room_count(), 0, "nobody is in the room");
+    let back = w.add_as(ClientOptions::default(), Role::Teacher, teacher());
+    w.run(Duration::from_secs(1));
+    let lobby = w.inbox(back).into_iter().rev().find_map(|m| match m {
+        ServerMessage::Lobby { waiting } => Some(waiting),
+        _ => None,
+    });
+    let lobby: Vec<String> = lobby
+        .expect("the teacher sees who waits")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(lobby, [w.id(1), w.id(2)]);
+    w.send(
+        back,
+        ClientMessage::Admit {
+            participant: w.id(1),
+        },
+    );
+    w.run(Duration::from_secs(2));
+    assert!(
+        w.packets_from(1, back, MediaKind::Audio) > 20,
+        "the admitted student hears the teacher"
+    );
+    assert_eq!(w.sfu.room_size("lecture"), 2);
+
+    // The last one waiting gives up while nobody is in: the room goes.
+    w.leave_signalling(back, LeaveReason::Left);
+    w.leave_signalling(1, LeaveReason::Left);
+    assert_eq!(w.sfu.room_count(), 0);
+    w.leave_signalling(2, LeaveReason::Left);
+    // So the room starts afresh, its doors open: the second newcomer is not
+    // kept waiting.
+    let fresh = w.add_as(listener(), Role::Student, student());
+    w.run(Duration::from_secs(1));
+    let second = w.add_as(listener(), Role::Student, student());
+    w.run(Duration::from_secs(1));
+    for i in [fresh, second] {
+        assert_eq!(
+            w.clients[i].p.stats().room.as_deref(),
+            Some("lecture"),
+            "{i} is in"
+        );
+    }
+}
+
 #[test]
 fn waiting_room_admit_and_deny() {
     let mut w = class();

@@ -156,6 +156,14 @@ impl Sfu {
 
     pub(super) fn leave_lobby(&mut self, pid: ParticipantId) {
         if let Some(req) = self.take_from_lobby(pid) {
+            // The last one waiting in a room nobody is in.
+            if self
+                .rooms
+                .get(&req.room)
+                .is_some_and(|r| r.members.is_empty() && r.lobby.is_empty())
+            {
+                self.rooms.remove(&req.room);
+            }
             self.send_lobby(&req.room);
         }
     }

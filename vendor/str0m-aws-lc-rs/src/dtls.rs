@@ -207,14 +207,19 @@ mod tests {
     }
 
     #[test]
-    fn a_dtls_instance_is_made_with_the_shared_config() {
+    fn dtls_instances_are_made_with_the_kept_config() {
         let provider = AwsLcRsDtlsProvider;
         let cert = provider.generate_certificate().unwrap();
+        // An MTU no other test uses: the list is the process's.
+        let key = (Some(1151), provider.is_test());
         for _ in 0..2 {
             let dtls = provider
-                .new_dtls(&cert, Instant::now(), DtlsVersion::Dtls12, Some(1150))
+                .new_dtls(&cert, Instant::now(), DtlsVersion::Dtls12, Some(1151))
                 .unwrap();
             assert!(!dtls.is_active());
         }
+        let configs = CONFIGS.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = configs.0.iter().filter(|(k, _)| *k == key).count();
+        assert_eq!(kept, 1, "new_dtls did not take its config from the list");
     }
 }

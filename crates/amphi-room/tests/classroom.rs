@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use amphi_client::protocol::{
-    ClientMessage, ErrorCode, LeaveReason, Promotion, Role, ServerMessage, Source,
+    ClientMessage, ErrorCode, LeaveReason, LobbyEntry, Promotion, Role, ServerMessage, Source,
 };
 use amphi_client::{ClientOptions, MediaKind};
 use amphi_room::SfuEvent;
@@ -35,6 +35,14 @@ fn audio_during(w: &mut World, i: usize, from: usize, d: Duration) -> u64 {
     let before = w.packets_from(i, from, MediaKind::Audio);
     w.run(d);
     w.packets_from(i, from, MediaKind::Audio) - before
+}
+
+/// The waiting room as client `i` was last told it, if it was.
+fn last_lobby(w: &World, i: usize) -> Option<Vec<LobbyEntry>> {
+    w.inbox(i).into_iter().rev().find_map(|m| match m {
+        ServerMessage::Lobby { waiting } => Some(waiting),
+        _ => None,
+    })
 }
 
 fn got(w: &World, i: usize, pred: impl Fn(&ServerMessage) -> bool) -> bool {
@@ -282,10 +290,7 @@ fn opening_the_doors_lets_a_big_waiting_room_in_a_share_per_turn() {
     assert!(let_in > 0 && let_in < WAITING, "{let_in} let in");
     w.run(Duration::from_millis(200));
     assert_eq!(joined(&w) - 1, let_in, "let in through closed doors");
-    let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
-        ServerMessage::Lobby { waiting } => Some(waiting),
-        _ => None,
-    });
+    let lobby = last_lobby(&w, 0);
     assert_eq!(lobby.map(|l| l.len()), Some(WAITING - let_in));
 
     doors(&mut w, false);
@@ -303,10 +308,7 @@ fn opening_the_doors_lets_a_big_waiting_room_in_a_share_per_turn() {
             "{i} hears the teacher"
         );
     }
-    let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
-        ServerMessage::Lobby { waiting } => Some(waiting),
-        _ => None,
-    });
+    let lobby = last_lobby(&w, 0);
     assert_eq!(lobby.map(|l| l.len()), Some(0));
 }
 
@@ -365,10 +367,7 @@ fn those_waiting_still_wait_for_a_teacher_who_comes_back() {
     assert_eq!(w.sfu.room_count(), 0, "nobody is in the room");
     let back = w.add_as(ClientOptions::default(), Role::Teacher, teacher());
     w.run(Duration::from_secs(1));
-    let lobby = w.inbox(back).into_iter().rev().find_map(|m| match m {
-        ServerMessage::Lobby { waiting } => Some(waiting),
-        _ => None,
-    });
+    let lobby = last_lobby(&w, back);
     let lobby: Vec<String> = lobby
         .expect("the teacher sees who waits")
         .into_iter()
@@ -427,10 +426,7 @@ fn waiting_room_admit_and_deny() {
         ServerMessage::Waiting {}
     )));
     assert_eq!(w.packets_from(newcomer, 0, MediaKind::Audio), 0);
-    let lobby = w.inbox(0).into_iter().rev().find_map(|m| match m {
-        ServerMessage::Lobby { waiting } => Some(waiting),
-        _ => None,
-    });
+    let lobby = last_lobby(&w, 0);
     let lobby = lobby.expect("the teacher sees the waiting room");
     assert_eq!(lobby.len(), 2);
     assert_eq!(lobby[0].id, w.id(newcomer));

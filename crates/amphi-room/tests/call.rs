@@ -320,6 +320,14 @@ fn joins_and_leaves_in_any_order_settle() {
     }
 }
 
+/// Clients `a` and `b` each got the other's video.
+fn video_both_ways(w: &World, a: usize, b: usize) {
+    for (i, j) in [(a, b), (b, a)] {
+        let v = w.packets_from(i, j, MediaKind::Video);
+        assert!(v > 50, "client {i} got {v} video packets from {j}");
+    }
+}
+
 /// The DTLS fingerprints in the SDPs the engine sent since `from`.
 fn server_fingerprints(w: &World, from: (usize, usize)) -> Vec<String> {
     let sdps = w.offers[from.0..].iter().chain(&w.answers[from.1..]);
@@ -339,10 +347,7 @@ fn the_server_presents_one_certificate_a_day_and_calls_work_with_it() {
     w.add(ClientOptions::default());
     w.add(ClientOptions::default());
     w.run(Duration::from_secs(3));
-    for (i, j) in [(0, 1), (1, 0)] {
-        let v = w.packets_from(i, j, MediaKind::Video);
-        assert!(v > 50, "client {i} got {v} video packets from {j}");
-    }
+    video_both_ways(&w, 0, 1);
     // Both participants' publisher and subscriber connections: made
     // one by one, the four showed four fingerprints.
     let first = server_fingerprints(&w, (0, 0));
@@ -360,10 +365,7 @@ fn the_server_presents_one_certificate_a_day_and_calls_work_with_it() {
     w.add(ClientOptions::default());
     w.add(ClientOptions::default());
     w.run(Duration::from_secs(3));
-    for (i, j) in [(2, 3), (3, 2)] {
-        let v = w.packets_from(i, j, MediaKind::Video);
-        assert!(v > 50, "client {i} got {v} video packets from {j}");
-    }
+    video_both_ways(&w, 2, 3);
     let next = server_fingerprints(&w, seen);
     assert_eq!(next.len(), 1, "fingerprints: {next:?}");
     assert_ne!(next, first, "the certificate was not renewed");

@@ -37,6 +37,15 @@ fn audio_during(w: &mut World, i: usize, from: usize, d: Duration) -> u64 {
     w.packets_from(i, from, MediaKind::Audio) - before
 }
 
+/// Client `i` was let into the room (got `joined`).
+fn assert_in_room(w: &World, i: usize) {
+    assert_eq!(
+        w.clients[i].p.stats().room.as_deref(),
+        Some("lecture"),
+        "{i} is in"
+    );
+}
+
 /// The waiting room as client `i` was last told it, if it was.
 fn last_lobby(w: &World, i: usize) -> Option<Vec<LobbyEntry>> {
     w.inbox(i).into_iter().rev().find_map(|m| match m {
@@ -350,11 +359,7 @@ fn those_waiting_are_let_in_when_the_teacher_opens_the_doors_and_leaves_at_once(
     assert_eq!(joined(&w), 3);
     assert_eq!(w.sfu.room_size("lecture"), 2);
     for i in [1, 2] {
-        assert_eq!(
-            w.clients[i].p.stats().room.as_deref(),
-            Some("lecture"),
-            "{i} is in"
-        );
+        assert_in_room(&w, i);
     }
 }
 
@@ -399,11 +404,7 @@ fn those_waiting_still_wait_for_a_teacher_who_comes_back() {
     let second = w.add_as(listener(), Role::Student, student());
     w.run(Duration::from_secs(1));
     for i in [fresh, second] {
-        assert_eq!(
-            w.clients[i].p.stats().room.as_deref(),
-            Some("lecture"),
-            "{i} is in"
-        );
+        assert_in_room(&w, i);
     }
 }
 

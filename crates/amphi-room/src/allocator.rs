@@ -58,6 +58,13 @@ pub struct Demand {
 }
 
 impl Demand {
+    /// What sending `layer` of this track costs, bits/s (`None`: the
+    /// publisher does not offer it now). Audio has one layer.
+    pub fn rate(&self, layer: Layer) -> Option<u64> {
+        let rates = self.layers.get(usize::from(layer.spatial))?.as_ref()?;
+        rates.get(usize::from(layer.temporal)).copied()
+    }
+
     /// Appends the steps this track can take to `steps`, lowest first, with
     /// their bitrates.
     fn ladder_into(&self, steps: &mut Vec<(Layer, u64)>) {

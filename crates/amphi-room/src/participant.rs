@@ -143,8 +143,6 @@ pub(crate) struct Subscriber {
     pub anchored: bool,
     /// The downlink bandwidth estimate (str0m's send-side BWE), bits/s.
     pub estimate: Option<u64>,
-    /// What the last allocation gave this subscriber, bits/s.
-    pub allocated: u64,
     /// When the allocator may next go one step beyond the estimate while
     /// the connection is application-limited, and the wait after that.
     pub beyond_estimate: (Option<Instant>, std::time::Duration),

@@ -432,7 +432,6 @@ impl Sfu {
                 pending: None,
                 anchored: false,
                 estimate: None,
-                allocated: 0,
                 beyond_estimate: (None, allocation::FIRST_BACKOFF),
                 forwarded: false,
                 offer_queued: false,

@@ -174,8 +174,12 @@ impl Sfu {
             .tracks
             .iter()
             .any(|d| d.selector.is_congested());
+        let targets = slots.iter().map(|&slot| {
+            let selector = &s.subscriber.tracks[slot].selector;
+            selector.is_managed().then(|| selector.target()).flatten()
+        });
         allocator.allocate(
-            keep_budget(estimate, s.subscriber.allocated, backlog),
+            keep_budget(estimate, sending(demands, targets), backlog),
             demands,
             keep,
         );
@@ -205,7 +209,6 @@ impl Sfu {
             return;
         };
         s.subscriber.beyond_estimate = beyond;
-        s.subscriber.allocated = keep.allocated;
         debug!(
             %subscriber,
             estimate = s.subscriber.estimate,
@@ -334,22 +337,45 @@ impl Sfu {
     }
 }
 
+/// What the layers a subscriber is sent now cost at today's rates, bits/s:
+/// `targets` are the layers its video tracks are set to, in the order of
+/// `demands` (`None`: paused or not allocated yet; audio's is not read).
+///
+/// Today's rates, not those of the allocation that chose the layers: an
+/// encoder ramps up for seconds after it starts, so what was allocated
+/// falls short of what the same layers cost a tick later, and keeping only
+/// that would pause a track on a link that shows no congestion at all.
+fn sending(demands: &[Demand], targets: impl IntoIterator<Item = Option<Layer>>) -> u64 {
+    demands
+        .iter()
+        .zip(targets)
+        .filter_map(|(d, target)| {
+            let layer = if d.audio {
+                Some(Layer::new(0, 0))
+            } else {
+                target
+            };
+            d.rate(layer?)
+        })
+        .sum()
+}
+
 /// What the allocator may spend to keep what a subscriber receives.
 ///
 /// The estimate of a connection that sends without padding sinks whenever
 /// GCC reads a little delay (to 0.85 times the acked rate, which is only
 /// what was sent): that is not congestion, and pausing a track for it would
-/// be wrong on a good link. So what was allocated last is kept until the
+/// be wrong on a good link. So what is sent (`sending`) is kept until the
 /// downlink shows real congestion: a queue that backs up (str0m paces at
 /// 1.1 times the estimate, so an estimate under the media rate shows there
 /// within a second or two), or an estimate under half of it.
-fn keep_budget(estimate: f64, allocated: u64, backlog: bool) -> u64 {
+fn keep_budget(estimate: f64, sending: u64, backlog: bool) -> u64 {
     let budget = estimate * KEEP_SHARE;
-    let congested = backlog || estimate < allocated as f64 * HARD_DROP_SHARE;
+    let congested = backlog || estimate < sending as f64 * HARD_DROP_SHARE;
     if congested {
         budget as u64
     } else {
-        (budget as u64).max(allocated)
+        (budget as u64).max(sending)
     }
 }
 
@@ -477,6 +503,44 @@ mod tests {
         assert_eq!(keep_budget(200_000.0, 1_550_000, false), 190_000);
         // An estimate above what is sent is used as it is.
         assert_eq!(keep_budget(4_000_000.0, 1_550_000, false), 3_800_000);
+    }
+
+    #[test]
+    fn what_is_sent_is_counted_at_todays_rates() {
+        let audio = Demand {
+            priority: Priority::Normal,
+            audio: true,
+            layers: [Some([48_000; 3]), None, None, None],
+            temporal_layers: 1,
+            max_spatial: Some(0),
+        };
+        // A camera's encoder ramping up: its layers cost more than when
+        // they were allocated.
+        let camera = |low: u64| Demand {
+            priority: Priority::Normal,
+            audio: false,
+            layers: [
+                Some([low / 2, low * 3 / 4, low]),
+                Some([600_000, 900_000, 1_200_000]),
+                None,
+                None,
+            ],
+            temporal_layers: 3,
+            max_spatial: Some(1),
+        };
+        let l = |s, t| Some(Layer::new(s, t));
+        let demands = [audio, camera(300_000), camera(650_000)];
+        assert_eq!(
+            sending(&demands, [None, l(0, 2), l(1, 1)]),
+            48_000 + 300_000 + 900_000
+        );
+        assert_eq!(
+            sending(&demands, [None, l(0, 2), l(0, 2)]),
+            48_000 + 300_000 + 650_000
+        );
+        // Paused (or not allocated yet): nothing; a layer no longer
+        // offered: nothing either.
+        assert_eq!(sending(&demands, [None, None, l(2, 0)]), 48_000);
     }
 
     #[test]

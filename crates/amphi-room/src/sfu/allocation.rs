@@ -387,8 +387,16 @@ fn keep_budget(estimate: f64, sending: u64, backlog: bool) -> u64 {
 /// nothing to grow into, and padding up to what is sent would fill every
 /// gap between video frames: 18 % more datagrams in a lecture, for
 /// nothing.
+///
+/// Probing goes at least as far as `INITIAL_ESTIMATE`, even for a
+/// subscriber that wants less now (audio only, or a camera whose first
+/// packets have not come yet). str0m probes up to twice what is wanted, and
+/// a probe measures no more than it sends: probes for an audio-only
+/// subscriber (~100 kbit/s) took its estimate from 1 Mbit/s to 0.4 within
+/// 400 ms, and str0m's three-second smoothing then held the camera that
+/// came next paused for three seconds.
 fn padding_target(keep: &crate::allocator::Allocation) -> (u64, u64) {
-    let wanted = keep.wanted.max(keep.allocated);
+    let wanted = keep.wanted.max(keep.allocated).max(INITIAL_ESTIMATE);
     let sustain = if keep.next > keep.allocated {
         keep.next.min(wanted)
     } else {
@@ -565,6 +573,11 @@ mod tests {
         assert_eq!(
             padding_target(&alloc(600_000, 2_000_000, 1_800_000)),
             (1_800_000, 1_800_000)
+        );
+        // Audio only: no padding, yet probe for a camera's worth.
+        assert_eq!(
+            padding_target(&alloc(48_000, 48_000, 48_000)),
+            (0, INITIAL_ESTIMATE)
         );
     }
 }

@@ -1336,8 +1336,9 @@ impl Sfu {
             .and_then(|_| Vp8Descriptor::parse(&packet.payload).ok());
         let temporal = vp8.as_ref().and_then(|i| i.temporal);
         track.temporal_layers |= temporal.is_some();
+        let mut layer_came = false;
         if let Some(layer) = track.layers.get_mut(usize::from(spatial)) {
-            layer.observe(now, packet.payload.len(), temporal);
+            layer_came = layer.observe(now, packet.payload.len(), temporal);
             if keyframe_start {
                 // The deferred request's deadline, if any, finds nothing to do.
                 layer.keyframes.keyframe_received();
@@ -1365,6 +1366,16 @@ impl Sfu {
             voice_activity: packet.header.ext_vals.voice_activity,
             video_orientation: packet.header.ext_vals.video_orientation,
             ..Default::default()
+        };
+
+        if layer_came && codec.video.is_some() {
+            // Its subscribers' allocations left it out: allocated now, the
+            // keyframe this packet may begin reaches them, where waiting for
+            // the media tick made them wait for the next keyframe too.
+            self.allocate_for_track(now, pid, track_id);
+        }
+        let Some(p) = self.participants.get(&pid) else {
+            return;
         };
 
         // Spatial layers some subscriber waits for a keyframe of.

@@ -68,10 +68,15 @@ impl SpatialLayer {
         }
     }
 
-    pub fn observe(&mut self, now: Instant, bytes: usize, temporal: Option<u8>) {
+    /// Counts a packet of this layer; `true` if the layer was not
+    /// `available` before it (its first packet, or the first after a
+    /// silence), so that subscribers need not wait for the next allocation.
+    pub fn observe(&mut self, now: Instant, bytes: usize, temporal: Option<u8>) -> bool {
+        let came = !self.available(now);
         self.last_packet = Some(now);
         let t = usize::from(temporal.unwrap_or(0).min(MAX_TEMPORAL));
         self.bytes[t] += bytes as u64;
+        came
     }
 
     /// Folds the bytes seen over `elapsed` into the smoothed rates.

@@ -370,3 +370,46 @@ fn the_server_presents_one_certificate_a_day_and_calls_work_with_it() {
     assert_eq!(next.len(), 1, "fingerprints: {next:?}");
     assert_ne!(next, first, "the certificate was not renewed");
 }
+
+#[test]
+fn a_camera_reaches_those_already_subscribed_with_its_first_keyframe() {
+    let mut w = World::new();
+    let student = w.add(common::options::listener());
+    w.run(Duration::from_secs(1));
+    // The student is subscribed to the teacher's camera before its first
+    // packet: that packet must find the student's allocation made, so the
+    // keyframe it begins goes through, not the next one a request brings.
+    let teacher = w.add(ClientOptions::default());
+    let from = w.id(teacher);
+    let start = w.now;
+    let (mut heard, mut seen) = (None, None);
+    while w.now - start < Duration::from_secs(2) && seen.is_none() {
+        w.run(Duration::from_millis(10));
+        let s = w.clients[student].p.stats();
+        let since = w.now - start;
+        if s.from(&from, MediaKind::Audio).packets > 0 {
+            heard.get_or_insert(since);
+        }
+        if s.from(&from, MediaKind::Video).packets > 0 {
+            seen.get_or_insert(since);
+        }
+    }
+    let (Some(heard), Some(seen)) = (heard, seen) else {
+        panic!("heard {heard:?}, seen {seen:?}");
+    };
+    assert!(
+        seen <= heard + Duration::from_millis(100),
+        "video came {seen:?} after the teacher joined, audio {heard:?}"
+    );
+    let video = w.clients[student]
+        .p
+        .stats()
+        .from(&from, MediaKind::Video)
+        .clone();
+    assert_eq!(video.first_packet_was_keyframe, Some(true), "{video:#?}");
+    assert_eq!(
+        w.clients[teacher].p.stats().keyframe_requests,
+        0,
+        "the camera's first keyframe was enough"
+    );
+}

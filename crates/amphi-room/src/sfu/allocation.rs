@@ -2,9 +2,9 @@
 //! (see `allocator.rs` for the rules) and telling publishers which of their
 //! layers anybody needs (dynacast).
 //!
-//! Allocation runs for everyone on every tick, and at once for one
-//! subscriber when what it shows changes (`track_settings`) or its tracks
-//! open. The bandwidth estimate is str0m's send-side estimate of the
+//! Allocation runs for everyone on every tick, at once for one subscriber
+//! when what it shows changes (`track_settings`) or its tracks open, and
+//! for a track's subscribers when a layer of it starts sending. The bandwidth estimate is str0m's send-side estimate of the
 //! subscriber connection (transport-wide congestion control feedback).
 
 use std::collections::HashMap;
@@ -126,6 +126,40 @@ impl Sfu {
         let mut scratch = std::mem::take(&mut self.allocation);
         self.allocate_with(now, subscriber, &mut scratch);
         self.allocation = scratch;
+    }
+
+    /// Allocates for every subscriber of `publisher`'s `track` (a layer of
+    /// it just started or came back), and updates dynacast.
+    pub(super) fn allocate_for_track(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        track: TrackId,
+    ) {
+        let Some(room) = self
+            .participants
+            .get(&publisher)
+            .and_then(|p| self.rooms.get(&p.room))
+        else {
+            return;
+        };
+        let mut scratch = std::mem::take(&mut self.allocation);
+        let mut ids = std::mem::take(&mut scratch.ids);
+        ids.clear();
+        ids.extend(room.members.iter().copied().filter(|sid| {
+            self.participants.get(sid).is_some_and(|s| {
+                s.subscriber
+                    .tracks
+                    .iter()
+                    .any(|d| d.track == track && matches!(d.state, DownState::Open(_)))
+            })
+        }));
+        for &id in &ids {
+            self.allocate_with(now, id, &mut scratch);
+        }
+        scratch.ids = ids;
+        self.allocation = scratch;
+        self.dynacast(now);
     }
 
     fn allocate_with(&mut self, now: Instant, subscriber: ParticipantId, scratch: &mut Scratch) {

@@ -1243,11 +1243,18 @@ impl Participant {
                 c.seq_gaps += seq - h - 1;
                 stream.highest_seq = Some(seq);
                 let ts = p.header.timestamp;
-                if stream
-                    .last_ts
-                    .is_some_and(|last| (ts.wrapping_sub(last) as i32) < 0)
-                {
-                    c.ts_backwards += 1;
+                if let Some(last) = stream.last_ts {
+                    let step = ts.wrapping_sub(last) as i32;
+                    if step < 0 {
+                        c.ts_backwards += 1;
+                    } else {
+                        let clock = match stream.key.1 {
+                            MediaKind::Audio => synth::OPUS_CLOCK,
+                            MediaKind::Video => synth::VIDEO_CLOCK,
+                        };
+                        let ms = u64::from(step.unsigned_abs()) * 1000 / u64::from(clock);
+                        c.longest_gap_ms = c.longest_gap_ms.max(ms);
+                    }
                 }
                 stream.last_ts = Some(ts);
             }
@@ -1272,6 +1279,7 @@ impl Participant {
         if let Some(stamp) = synth::read_stamp(&p.payload) {
             let lat = synth::unix_micros().saturating_sub(stamp);
             c.stamped += 1;
+            c.first_stamp_us.get_or_insert(stamp);
             c.latency_sum_us += lat;
             c.latency_max_us = c.latency_max_us.max(lat);
             self.stats.latency.record(lat);

@@ -140,6 +140,11 @@ pub struct ReceivedCounters {
     /// Packets whose RTP timestamp went backwards (wrapping compare) from
     /// the previous in-order packet of the same m-line.
     pub ts_backwards: u64,
+    /// The longest stretch of media time (RTP timestamps) between two
+    /// in-order packets of one m-line, ms: what a viewer sees frozen, or
+    /// hears missing, when the server pauses or drops a stream. Frames come
+    /// every 33 ms and audio every 20; the start of a stream is not a gap.
+    pub longest_gap_ms: u64,
     /// Every SSRC seen, in order of first appearance.
     pub ssrcs: Vec<u32>,
     /// Every RTP payload type seen, in order of first appearance.
@@ -148,6 +153,9 @@ pub struct ReceivedCounters {
     pub ssrc_changes: u64,
     /// Payloads carrying this client library's send stamp.
     pub stamped: u64,
+    /// The send stamp of the first stamped payload received: when, on the
+    /// sender's clock, what reached this client began.
+    pub first_stamp_us: Option<u64>,
     /// Sum and max of one-way latency from send stamps (same clock only).
     pub latency_sum_us: u64,
     pub latency_max_us: u64,

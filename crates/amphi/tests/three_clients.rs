@@ -283,6 +283,49 @@ fn late_joiner_gets_keyframe_first_and_abrupt_disconnect_is_seen() {
 }
 
 #[test]
+fn video_is_never_paused_on_an_open_link() {
+    // Two people on a loopback with no limit: whatever the bandwidth
+    // estimate does while it starts, and while each camera's rate ramps up,
+    // neither picture may wait or freeze. Each one starts with the voice,
+    // at a keyframe, and then has no gap longer than a few frames.
+    let srv = server();
+    let alice = join(&srv, "alice", "Alice");
+    let bob = join(&srv, "bob", "Bob");
+    let ids = [alice.id().to_string(), bob.id().to_string()];
+    for (who, from) in [(&alice, &ids[1]), (&bob, &ids[0])] {
+        // About 4 s of video: past the estimator's start and its 3 s of
+        // smoothing, and eight allocation ticks.
+        let s = wait(&srv, who, "receive 4 s of video", |s| {
+            s.from(from, MediaKind::Video).packets >= 360
+        });
+        let (audio, video) = (
+            s.from(from, MediaKind::Audio),
+            s.from(from, MediaKind::Video),
+        );
+        assert_eq!(video.first_packet_was_keyframe, Some(true), "{s:#?}");
+        // On the sender's clock: the picture starts with the voice.
+        let (Some(heard), Some(seen)) = (audio.first_stamp_us, video.first_stamp_us) else {
+            panic!("no stamped payloads: {s:#?}");
+        };
+        assert!(
+            seen.saturating_sub(heard) < 1_000_000,
+            "{}: video from {from} began {} ms after its audio\nserver log:\n{}",
+            who.id(),
+            seen.saturating_sub(heard) / 1000,
+            srv.log()
+        );
+        assert!(
+            video.longest_gap_ms < 300,
+            "{}: video from {from} froze for {} ms\nserver log:\n{}",
+            who.id(),
+            video.longest_gap_ms,
+            srv.log()
+        );
+        assert!(audio.longest_gap_ms < 200, "{s:#?}");
+    }
+}
+
+#[test]
 fn guest_offering_anyway_is_forbidden_and_stays() {
     let srv = server();
     let tok = |id: &str, role: &str| {

@@ -4,8 +4,9 @@
 //!
 //! Allocation runs for everyone on every tick, at once for one subscriber
 //! when what it shows changes (`track_settings`) or its tracks open, and
-//! for a track's subscribers when a layer of it starts sending. The bandwidth estimate is str0m's send-side estimate of the
-//! subscriber connection (transport-wide congestion control feedback).
+//! for a track's subscribers when a layer of it starts sending. The
+//! bandwidth estimate is str0m's send-side estimate of the subscriber
+//! connection (transport-wide congestion control feedback).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

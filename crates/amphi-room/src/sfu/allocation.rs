@@ -82,10 +82,16 @@ impl Sfu {
                 }
             }
         }
+        self.allocate_each(now, |sfu, ids| ids.extend(sfu.participants.keys().copied()));
+    }
+
+    /// Allocates for the subscribers `pick` lists, then updates dynacast;
+    /// the list is kept in the scratch space, so this allocates nothing.
+    fn allocate_each(&mut self, now: Instant, pick: impl FnOnce(&Sfu, &mut Vec<ParticipantId>)) {
         let mut scratch = std::mem::take(&mut self.allocation);
         let mut ids = std::mem::take(&mut scratch.ids);
         ids.clear();
-        ids.extend(self.participants.keys().copied());
+        pick(self, &mut ids);
         for &id in &ids {
             self.allocate_with(now, id, &mut scratch);
         }
@@ -137,30 +143,23 @@ impl Sfu {
         publisher: ParticipantId,
         track: TrackId,
     ) {
-        let Some(room) = self
-            .participants
-            .get(&publisher)
-            .and_then(|p| self.rooms.get(&p.room))
-        else {
-            return;
-        };
-        let mut scratch = std::mem::take(&mut self.allocation);
-        let mut ids = std::mem::take(&mut scratch.ids);
-        ids.clear();
-        ids.extend(room.members.iter().copied().filter(|sid| {
-            self.participants.get(sid).is_some_and(|s| {
-                s.subscriber
-                    .tracks
-                    .iter()
-                    .any(|d| d.track == track && matches!(d.state, DownState::Open(_)))
-            })
-        }));
-        for &id in &ids {
-            self.allocate_with(now, id, &mut scratch);
-        }
-        scratch.ids = ids;
-        self.allocation = scratch;
-        self.dynacast(now);
+        self.allocate_each(now, |sfu, ids| {
+            let Some(room) = sfu
+                .participants
+                .get(&publisher)
+                .and_then(|p| sfu.rooms.get(&p.room))
+            else {
+                return;
+            };
+            ids.extend(room.members.iter().copied().filter(|sid| {
+                sfu.participants.get(sid).is_some_and(|s| {
+                    s.subscriber
+                        .tracks
+                        .iter()
+                        .any(|d| d.track == track && matches!(d.state, DownState::Open(_)))
+                })
+            }));
+        });
     }
 
     fn allocate_with(&mut self, now: Instant, subscriber: ParticipantId, scratch: &mut Scratch) {

@@ -1,9 +1,6 @@
 use crate::rtp_::Bitrate;
 
-/// Amphi patch (AMPHI.md, 27): libwebrtc's `kDefaultPaceMultiplier`. At
-/// 1.1 a keyframe that a browser paced at 2.5 times its bitrate was held
-/// back again in every subscriber's connection.
-const PACING_FACTOR: f64 = 2.5;
+const PACING_FACTOR: f64 = 1.1;
 
 /// Automatic padding target when media is active. This maintains NAT bindings, RTX state,
 /// and allows ALR periodic probes to discover higher bandwidth.

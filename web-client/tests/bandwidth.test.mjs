@@ -59,38 +59,50 @@ after(async () => {
   if (failed) console.error(`---- last log lines ----\n${log.tail(250)}`);
 });
 
+/**
+ * A teacher and a student in a fresh room, the student pinning the
+ * teacher's camera on a large screen: returns once the student decodes the
+ * top layer.
+ */
+async function teacherPinnedByStudent(watch) {
+  requireBinaries();
+  server ??= await startServer(log);
+  browser ??= await launchBrowser(log);
+  const { context } = browser;
+  const room = `bwe-${Date.now().toString(36)}`;
+  const link = (token) => `${server.url}room/${room}#token=${token}&autojoin=1`;
+  const [tokT, tokA] = await Promise.all([
+    mintToken({ room, identity: 'teacher', name: 'Teacher', role: 'teacher' }),
+    mintToken({ room, identity: 'ana', name: 'Ana', role: 'student' }),
+  ]);
+  const T = await openPage(context, 'T', log, watch);
+  await T.goto(link(tokT));
+  const idT = await waitFor('the teacher to join', () => selfId(T).catch(() => null));
+  const A = await openPage(context, 'A', log, watch);
+  await A.setViewportSize({ width: 1920, height: 1080 });
+  await A.goto(link(tokA));
+  const tileT = A.locator(`[data-testid="tile"][data-participant-id="${idT}"]`);
+  await tileT.waitFor({ timeout: 20_000 });
+  await tileT.hover();
+  await tileT.getByTestId('pin').click();
+  const full = await waitFor('A to decode the teacher at 1280x720', async () => {
+    const r = await decodedVideo(A, idT);
+    return r?.width === 1280 && r.port ? r : null;
+  }, { timeoutMs: 30_000 });
+  return { pages: [T, A], A, idT, full };
+}
+
 test('a capped downlink gets a lower layer, keeps decoding and hearing, and recovers', { timeout: 170_000 }, async (t) => {
   if (!canShape()) {
     t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
     return;
   }
+  let pages = [];
   try {
-    requireBinaries();
-    server = await startServer(log);
-    browser = await launchBrowser(log);
-    const { context } = browser;
-    const room = `bwe-${Date.now().toString(36)}`;
     const watch = { urls: [], pageErrors: [] };
-    const link = (token) => `${server.url}room/${room}#token=${token}&autojoin=1`;
-    const [tokT, tokA] = await Promise.all([
-      mintToken({ room, identity: 'teacher', name: 'Teacher', role: 'teacher' }),
-      mintToken({ room, identity: 'ana', name: 'Ana', role: 'student' }),
-    ]);
-    const T = await openPage(context, 'T', log, watch);
-    await T.goto(link(tokT));
-    const idT = await waitFor('the teacher to join', () => selfId(T).catch(() => null));
-    const A = await openPage(context, 'A', log, watch);
-    await A.setViewportSize({ width: 1920, height: 1080 });
-    await A.goto(link(tokA));
-    const tileT = A.locator(`[data-testid="tile"][data-participant-id="${idT}"]`);
-    await tileT.waitFor({ timeout: 20_000 });
-    await tileT.hover();
-    await tileT.getByTestId('pin').click();
-
-    const full = await waitFor('A to decode the teacher at 1280x720', async () => {
-      const r = await decodedVideo(A, idT);
-      return r?.width === 1280 && r.port ? r : null;
-    }, { timeoutMs: 30_000 });
+    const start = await teacherPinnedByStudent(watch);
+    pages = start.pages;
+    const { A, idT, full } = start;
     t.diagnostic(`uncapped: ${full.width}x${full.height}, subscriber port ${full.port}`);
 
     cap(full.port, '250kbit');
@@ -134,5 +146,71 @@ test('a capped downlink gets a lower layer, keeps decoding and hearing, and reco
   } catch (err) {
     failed = true;
     throw err;
+  } finally {
+    await Promise.all(pages.map((p) => p.close()));
+  }
+});
+
+// The cap of the test above is far under half of what is sent, where the
+// estimate alone says the link is congested. Between half and all of it the
+// estimate may stay above half for a while, and the server's own send
+// queue, paced at 1.1 times the estimate, is what keeps the sender's bursts
+// (a keyframe comes at 2.5 times the bitrate) from overrunning a link that
+// has little room to queue. Whether the server then sends a lower spatial
+// layer or the same one at fewer frames a second is the allocator's choice;
+// what the student must see is a picture that keeps going with what the
+// link carries, without the loss and freezes of an overrun link. Two pacer
+// changes that took latency out of big lectures (docs/benchmarks.md, steps
+// 40 and 43) fail here often, not always: pacing at 2.5 times the estimate
+// in two runs of three (20 and 67 packets lost), letting 120 ms of debt out
+// at once in three of seven (9-55 lost, 1.4-2.7 s frozen). The pacer as it
+// is lost at most 4 packets and froze at most 0.6 s in thirteen runs.
+test('a downlink that carries three quarters of the camera gets what fits, without loss', { timeout: 150_000 }, async (t) => {
+  if (!canShape()) {
+    t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
+    return;
+  }
+  let pages = [];
+  try {
+    const watch = { urls: [], pageErrors: [] };
+    const start = await teacherPinnedByStudent(watch);
+    pages = start.pages;
+    const { A, idT, full } = start;
+    // What the top layer costs is the fake camera's and the encoder's
+    // business: measure it.
+    const a = await decodedVideo(A, idT);
+    await sleep(4_000);
+    const b = await decodedVideo(A, idT);
+    assert.equal(b.width, 1280, 'still the top layer before the cap');
+    const kbps = ((b.bytes - a.bytes) * 8) / (b.at - a.at);
+    // Video payload only: headers, audio and RTCP take the link a little
+    // further from carrying the layer.
+    const rate = Math.round(kbps * 0.75);
+    cap(full.port, `${rate}kbit`);
+    t.diagnostic(`top layer ${Math.round(kbps)} kbit/s, capped at ${rate} kbit/s`);
+
+    // The switch: what was sent before the server saw the congestion.
+    await sleep(6_000);
+    const c = await decodedVideo(A, idT);
+    t.diagnostic(`first 6 s: ${c.lost - b.lost} packets lost, ${(c.freezes - b.freezes).toFixed(2)} s frozen, now ${c.width}x${c.height}`);
+    // Then what the student lives with.
+    await sleep(8_000);
+    const d = await decodedVideo(A, idT);
+    const fitted = ((d.bytes - c.bytes) * 8) / (d.at - c.at);
+    const fps = ((d.frames - c.frames) * 1000) / (d.at - c.at);
+    t.diagnostic(`next 8 s: ${Math.round(fitted)} kbit/s at ${d.width}x${d.height}, ${fps.toFixed(1)} frames/s, ${d.lost - c.lost} lost, ${(d.freezes - c.freezes).toFixed(2)} s frozen`);
+
+    assert.ok(d.lost - b.lost < 10, `the server did not overrun the link (${d.lost - b.lost} packets lost in 14 s)`);
+    assert.ok(d.freezes - b.freezes < 1, `no long freeze (${(d.freezes - b.freezes).toFixed(2)} s frozen in 14 s)`);
+    assert.ok(fitted < rate, `what is sent fits under the cap (${Math.round(fitted)} kbit/s)`);
+    assert.ok(fps >= 3, `the picture keeps moving (${fps.toFixed(1)} frames/s)`);
+    assert.ok(d.audio - c.audio >= 300, `the teacher's voice keeps coming (${d.audio - c.audio} packets in 8 s)`);
+    assert.deepEqual(watch.pageErrors, []);
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    uncap();
+    await Promise.all(pages.map((p) => p.close()));
   }
 });

@@ -18,6 +18,9 @@ use crate::arrival;
 /// Largest datagram read; anything longer is cut (and then refused).
 const UDP_BUF: usize = 2048;
 
+/// Receive buffer asked for each of a peer's sockets (see `Peer::connect`).
+const PEER_RCVBUF: libc::c_int = 1 << 20;
+
 /// Why a participant could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -119,6 +122,14 @@ impl Peer {
         sub_std.set_nonblocking(true)?;
         arrival::enable(&pub_std)?;
         arrival::enable(&sub_std)?;
+        for socket in [&pub_std, &sub_std] {
+            // The default (208 KiB, about 90 datagrams with the kernel's
+            // bookkeeping) overflowed in meeting-25 when keyframes of
+            // several publishers came together while this one thread was
+            // busy with other peers: the server's loss that was not. The
+            // kernel caps the request at `net.core.rmem_max`.
+            arrival::set_int_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, PEER_RCVBUF)?;
+        }
         let now = Instant::now();
         let participant = Participant::new(
             token_jwt,

@@ -147,6 +147,7 @@ test('a capped downlink gets a lower layer, keeps decoding and hearing, and reco
     failed = true;
     throw err;
   } finally {
+    uncap();
     await Promise.all(pages.map((p) => p.close()));
   }
 });

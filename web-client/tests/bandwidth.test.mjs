@@ -92,64 +92,74 @@ async function teacherPinnedByStudent(watch) {
   return { pages: [T, A], A, idT, full };
 }
 
-test('a capped downlink gets a lower layer, keeps decoding and hearing, and recovers', { timeout: 170_000 }, async (t) => {
-  if (!canShape()) {
-    t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
-    return;
-  }
-  let pages = [];
-  try {
-    const watch = { urls: [], pageErrors: [] };
-    const start = await teacherPinnedByStudent(watch);
-    pages = start.pages;
-    const { A, idT, full } = start;
-    t.diagnostic(`uncapped: ${full.width}x${full.height}, subscriber port ${full.port}`);
-
-    cap(full.port, '250kbit');
-    const low = await waitFor('the layer to drop under the cap', async () => {
-      const r = await decodedVideo(A, idT);
-      return r && r.width > 0 && r.width <= 640 ? r : null;
-    }, { timeoutMs: 30_000, intervalMs: 500 });
-    t.diagnostic(`capped at 250 kbit/s: ${low.width}x${low.height}`);
-    // Under the cap: frames keep coming and so does the teacher's voice.
-    // The server sheds frames rather than let its send queue grow, and
-    // repairs the bursts of loss the cap makes, so no freeze lasts long
-    // (before it did both, they lasted 4-6 s).
-    const a = await decodedVideo(A, idT);
-    let b = a;
-    let frozenSince = Date.now();
-    let longestFreeze = 0;
-    for (let i = 0; i < 8; i++) {
-      await sleep(500);
-      const r = await decodedVideo(A, idT);
-      if (r.frames > b.frames) frozenSince = Date.now();
-      longestFreeze = Math.max(longestFreeze, Date.now() - frozenSince);
-      b = r;
+/**
+ * A test that shapes the student's link, run with the teacher pinned: skipped
+ * where links cannot be shaped, and whatever happens, its cap is lifted and
+ * its pages closed so the next test starts clean.
+ */
+function shapedTest(name, timeout, body) {
+  test(name, { timeout }, async (t) => {
+    if (!canShape()) {
+      t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
+      return;
     }
-    t.diagnostic(`under the cap: ${b.frames - a.frames} frames in 4 s, longest freeze ${longestFreeze} ms`);
-    assert.ok(longestFreeze < 3_000, `no freeze of 3 s or more under the cap (${longestFreeze} ms)`);
-    assert.ok(b.width <= 640, `still a low layer (${b.width})`);
-    // Continuity, not a frame rate: under the cap the allocator may well
-    // choose a low temporal layer (a few frames per second).
-    assert.ok(b.frames - a.frames >= 8, `frames keep being decoded under the cap (${a.frames} -> ${b.frames})`);
-    assert.ok(b.audio - a.audio >= 150, `audio keeps flowing under the cap (${a.audio} -> ${b.audio} packets in 4 s)`);
-    const stats = tc('-s', 'qdisc', 'show', 'dev', 'lo');
-    assert.match(stats, /qdisc tbf 20:[\s\S]*?Sent [1-9]/, 'the student\'s traffic went through the cap');
+    const watch = { urls: [], pageErrors: [] };
+    let pages = [];
+    try {
+      const start = await teacherPinnedByStudent(watch);
+      pages = start.pages;
+      await body(t, start);
+      assert.deepEqual(watch.pageErrors, []);
+    } catch (err) {
+      failed = true;
+      throw err;
+    } finally {
+      uncap();
+      await Promise.all(pages.map((p) => p.close()));
+    }
+  });
+}
 
-    uncap();
-    const back = await waitFor('A to get 1280x720 again', async () => {
-      const r = await decodedVideo(A, idT);
-      return r?.width === 1280 ? r : null;
-    }, { timeoutMs: 60_000, intervalMs: 500 });
-    t.diagnostic(`cap lifted: ${back.width}x${back.height}`);
-    assert.deepEqual(watch.pageErrors, []);
-  } catch (err) {
-    failed = true;
-    throw err;
-  } finally {
-    uncap();
-    await Promise.all(pages.map((p) => p.close()));
+shapedTest('a capped downlink gets a lower layer, keeps decoding and hearing, and recovers', 170_000, async (t, { A, idT, full }) => {
+  t.diagnostic(`uncapped: ${full.width}x${full.height}, subscriber port ${full.port}`);
+
+  cap(full.port, '250kbit');
+  const low = await waitFor('the layer to drop under the cap', async () => {
+    const r = await decodedVideo(A, idT);
+    return r && r.width > 0 && r.width <= 640 ? r : null;
+  }, { timeoutMs: 30_000, intervalMs: 500 });
+  t.diagnostic(`capped at 250 kbit/s: ${low.width}x${low.height}`);
+  // Under the cap: frames keep coming and so does the teacher's voice.
+  // The server sheds frames rather than let its send queue grow, and
+  // repairs the bursts of loss the cap makes, so no freeze lasts long
+  // (before it did both, they lasted 4-6 s).
+  const a = await decodedVideo(A, idT);
+  let b = a;
+  let frozenSince = Date.now();
+  let longestFreeze = 0;
+  for (let i = 0; i < 8; i++) {
+    await sleep(500);
+    const r = await decodedVideo(A, idT);
+    if (r.frames > b.frames) frozenSince = Date.now();
+    longestFreeze = Math.max(longestFreeze, Date.now() - frozenSince);
+    b = r;
   }
+  t.diagnostic(`under the cap: ${b.frames - a.frames} frames in 4 s, longest freeze ${longestFreeze} ms`);
+  assert.ok(longestFreeze < 3_000, `no freeze of 3 s or more under the cap (${longestFreeze} ms)`);
+  assert.ok(b.width <= 640, `still a low layer (${b.width})`);
+  // Continuity, not a frame rate: under the cap the allocator may well
+  // choose a low temporal layer (a few frames per second).
+  assert.ok(b.frames - a.frames >= 8, `frames keep being decoded under the cap (${a.frames} -> ${b.frames})`);
+  assert.ok(b.audio - a.audio >= 150, `audio keeps flowing under the cap (${a.audio} -> ${b.audio} packets in 4 s)`);
+  const stats = tc('-s', 'qdisc', 'show', 'dev', 'lo');
+  assert.match(stats, /qdisc tbf 20:[\s\S]*?Sent [1-9]/, 'the student\'s traffic went through the cap');
+
+  uncap();
+  const back = await waitFor('A to get 1280x720 again', async () => {
+    const r = await decodedVideo(A, idT);
+    return r?.width === 1280 ? r : null;
+  }, { timeoutMs: 60_000, intervalMs: 500 });
+  t.diagnostic(`cap lifted: ${back.width}x${back.height}`);
 });
 
 // The cap of the test above is far under half of what is sent, where the
@@ -166,52 +176,34 @@ test('a capped downlink gets a lower layer, keeps decoding and hearing, and reco
 // in two runs of three (20 and 67 packets lost), letting 120 ms of debt out
 // at once in three of seven (9-55 lost, 1.4-2.7 s frozen). The pacer as it
 // is lost at most 4 packets and froze at most 0.6 s in thirteen runs.
-test('a downlink that carries three quarters of the camera gets what fits, without loss', { timeout: 150_000 }, async (t) => {
-  if (!canShape()) {
-    t.skip('needs root in a network namespace of its own (scripts/test runs the browser tests so)');
-    return;
-  }
-  let pages = [];
-  try {
-    const watch = { urls: [], pageErrors: [] };
-    const start = await teacherPinnedByStudent(watch);
-    pages = start.pages;
-    const { A, idT, full } = start;
-    // What the top layer costs is the fake camera's and the encoder's
-    // business: measure it.
-    const a = await decodedVideo(A, idT);
-    await sleep(4_000);
-    const b = await decodedVideo(A, idT);
-    assert.equal(b.width, 1280, 'still the top layer before the cap');
-    const kbps = ((b.bytes - a.bytes) * 8) / (b.at - a.at);
-    // Video payload only: headers, audio and RTCP take the link a little
-    // further from carrying the layer.
-    const rate = Math.round(kbps * 0.75);
-    cap(full.port, `${rate}kbit`);
-    t.diagnostic(`top layer ${Math.round(kbps)} kbit/s, capped at ${rate} kbit/s`);
+shapedTest('a downlink that carries three quarters of the camera gets what fits, without loss', 150_000, async (t, { A, idT, full }) => {
+  // What the top layer costs is the fake camera's and the encoder's
+  // business: measure it.
+  const a = await decodedVideo(A, idT);
+  await sleep(4_000);
+  const b = await decodedVideo(A, idT);
+  assert.equal(b.width, 1280, 'still the top layer before the cap');
+  const kbps = ((b.bytes - a.bytes) * 8) / (b.at - a.at);
+  // Video payload only: headers, audio and RTCP take the link a little
+  // further from carrying the layer.
+  const rate = Math.round(kbps * 0.75);
+  cap(full.port, `${rate}kbit`);
+  t.diagnostic(`top layer ${Math.round(kbps)} kbit/s, capped at ${rate} kbit/s`);
 
-    // The switch: what was sent before the server saw the congestion.
-    await sleep(6_000);
-    const c = await decodedVideo(A, idT);
-    t.diagnostic(`first 6 s: ${c.lost - b.lost} packets lost, ${(c.freezes - b.freezes).toFixed(2)} s frozen, now ${c.width}x${c.height}`);
-    // Then what the student lives with.
-    await sleep(8_000);
-    const d = await decodedVideo(A, idT);
-    const fitted = ((d.bytes - c.bytes) * 8) / (d.at - c.at);
-    const fps = ((d.frames - c.frames) * 1000) / (d.at - c.at);
-    t.diagnostic(`next 8 s: ${Math.round(fitted)} kbit/s at ${d.width}x${d.height}, ${fps.toFixed(1)} frames/s, ${d.lost - c.lost} lost, ${(d.freezes - c.freezes).toFixed(2)} s frozen`);
+  // The switch: what was sent before the server saw the congestion.
+  await sleep(6_000);
+  const c = await decodedVideo(A, idT);
+  t.diagnostic(`first 6 s: ${c.lost - b.lost} packets lost, ${(c.freezes - b.freezes).toFixed(2)} s frozen, now ${c.width}x${c.height}`);
+  // Then what the student lives with.
+  await sleep(8_000);
+  const d = await decodedVideo(A, idT);
+  const fitted = ((d.bytes - c.bytes) * 8) / (d.at - c.at);
+  const fps = ((d.frames - c.frames) * 1000) / (d.at - c.at);
+  t.diagnostic(`next 8 s: ${Math.round(fitted)} kbit/s at ${d.width}x${d.height}, ${fps.toFixed(1)} frames/s, ${d.lost - c.lost} lost, ${(d.freezes - c.freezes).toFixed(2)} s frozen`);
 
-    assert.ok(d.lost - b.lost < 10, `the server did not overrun the link (${d.lost - b.lost} packets lost in 14 s)`);
-    assert.ok(d.freezes - b.freezes < 1, `no long freeze (${(d.freezes - b.freezes).toFixed(2)} s frozen in 14 s)`);
-    assert.ok(fitted < rate, `what is sent fits under the cap (${Math.round(fitted)} kbit/s)`);
-    assert.ok(fps >= 3, `the picture keeps moving (${fps.toFixed(1)} frames/s)`);
-    assert.ok(d.audio - c.audio >= 300, `the teacher's voice keeps coming (${d.audio - c.audio} packets in 8 s)`);
-    assert.deepEqual(watch.pageErrors, []);
-  } catch (err) {
-    failed = true;
-    throw err;
-  } finally {
-    uncap();
-    await Promise.all(pages.map((p) => p.close()));
-  }
+  assert.ok(d.lost - b.lost < 10, `the server did not overrun the link (${d.lost - b.lost} packets lost in 14 s)`);
+  assert.ok(d.freezes - b.freezes < 1, `no long freeze (${(d.freezes - b.freezes).toFixed(2)} s frozen in 14 s)`);
+  assert.ok(fitted < rate, `what is sent fits under the cap (${Math.round(fitted)} kbit/s)`);
+  assert.ok(fps >= 3, `the picture keeps moving (${fps.toFixed(1)} frames/s)`);
+  assert.ok(d.audio - c.audio >= 300, `the teacher's voice keeps coming (${d.audio - c.audio} packets in 8 s)`);
 });

@@ -174,8 +174,11 @@ shapedTest('a capped downlink gets a lower layer, keeps decoding and hearing, an
 // changes that took latency out of big lectures (docs/benchmarks.md, steps
 // 40 and 43) fail here often, not always: pacing at 2.5 times the estimate
 // in two runs of three (20 and 67 packets lost), letting 120 ms of debt out
-// at once in three of seven (9-55 lost, 1.4-2.7 s frozen). The pacer as it
-// is lost at most 4 packets and froze at most 0.6 s in thirteen runs.
+// at once in three of seven (9-55 lost, 1.4-2.7 s frozen). So did the
+// allocator while it waited for its next tick and for str0m's queue to
+// back up before following a fallen estimate (two runs of twelve here and
+// one in CI: 7-20 lost, 1.9-2.5 s frozen): by then the link's queue had
+// overflowed.
 shapedTest('a downlink that carries three quarters of the camera gets what fits, without loss', 150_000, async (t, { A, idT, full }) => {
   // What the top layer costs is the fake camera's and the encoder's
   // business: measure it.

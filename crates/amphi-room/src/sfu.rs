@@ -1255,7 +1255,13 @@ impl Sfu {
                 if pc == Pc::Subscriber =>
             {
                 if let Some(p) = self.participants.get_mut(&pid) {
-                    p.subscriber.estimate = Some(estimate.as_u64());
+                    let before = p.subscriber.estimate.replace(estimate.as_u64());
+                    // GCC lowers its estimate only for delay or loss it
+                    // reads: act on that now, not at the next tick, while
+                    // the link's queue may still take what was sent.
+                    if before.is_some_and(|b| estimate.as_u64() < b) {
+                        self.allocate_for(now, pid);
+                    }
                 }
             }
             Event::MediaIngressStats(s) => {

@@ -39,9 +39,15 @@ const UNNEEDED_FOR: Duration = Duration::from_secs(3);
 const KEEP_SHARE: f64 = 0.95;
 const RAISE_SHARE: f64 = 0.8;
 
-/// An estimate under this share of what is allocated is congestion even
-/// while nothing backs up.
-const HARD_DROP_SHARE: f64 = 0.5;
+/// An estimate under this share of what is sent is congestion even while
+/// nothing backs up. GCC answers delay it reads with 0.85 times the acked
+/// rate: on a link with room that is 0.85 times what is sent, and no
+/// congestion. Under 0.7 times, what arrives is under 0.82 times what is
+/// sent: the link is the limit, and it queues or drops the rest. Waiting for
+/// str0m's own queue to show that (it paces at 1.1 times the estimate) took
+/// 0.4-0.8 s on a link cut to three quarters of the camera, long enough for
+/// the link's queue to overflow.
+const HARD_DROP_SHARE: f64 = 0.7;
 
 /// Sending less than this share of the estimate, the connection is
 /// application-limited (GCC's ALR threshold): the estimate then only says
@@ -53,6 +59,15 @@ const APP_LIMITED_SHARE: f64 = 0.65;
 /// and back to this once nothing is held back.
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long after congestion the allocator does not go beyond the estimate.
+/// The estimate then comes from what the link carried, not from what little
+/// was sent; a step down leaves the connection using a small share of it
+/// without being application-limited, and a try would be a keyframe of the
+/// layer the link just refused. Should the link have room again, str0m's
+/// probes and the padding toward the step held back (`padding_target`)
+/// raise the estimate, and with it the layer.
+const AFTER_CONGESTION: Duration = Duration::from_secs(15);
 
 /// What an allocation run works in, kept by the engine so that a run,
 /// twice a second for every subscriber, allocates nothing once warm.
@@ -212,31 +227,29 @@ impl Sfu {
             let selector = &s.subscriber.tracks[slot].selector;
             selector.is_managed().then(|| selector.target()).flatten()
         });
-        allocator.allocate(
-            keep_budget(estimate, sending(demands, targets), backlog),
-            demands,
-            keep,
-        );
+        let sending = sending(demands, targets);
+        let congested = is_congested(estimate, sending, backlog);
+        allocator.allocate(keep_budget(estimate, sending, congested), demands, keep);
         allocator.allocate((estimate * RAISE_SHARE) as u64, demands, raise);
         // A subscriber that receives little (audio only, small tiles) gives
         // GCC nothing to measure: its estimate stays low on a good link, and
         // str0m has no video to pad with. Waiting for the estimate would keep
         // a single-layer video paused for good, so go one step beyond it,
         // now and then: if the link cannot take it, the pacer's queue backs
-        // up (or the estimate halves) and the step is taken back at the
-        // next tick after that (`keep_budget`).
-        let (ready_at, backoff) = s.subscriber.beyond_estimate;
-        let mut beyond = s.subscriber.beyond_estimate;
-        if keep.next == keep.allocated {
-            beyond = (None, FIRST_BACKOFF);
-        } else if self.config.bandwidth_estimation
-            && (keep.allocated as f64) < estimate * APP_LIMITED_SHARE
-            && ready_at.is_none_or(|t| now >= t)
-        {
+        // up (or the estimate falls far under it) and the step is taken
+        // back at once or at the next tick (`keep_budget`).
+        let (go, beyond) = beyond_estimate(
+            s.subscriber.beyond_estimate,
+            now,
+            congested,
+            keep.next > keep.allocated,
+            self.config.bandwidth_estimation
+                && (keep.allocated as f64) < estimate * APP_LIMITED_SHARE,
+        );
+        if go {
             let next = keep.next;
             allocator.allocate(next, demands, keep);
             raise.clone_from(keep);
-            beyond = (Some(now + backoff), (backoff * 2).min(MAX_BACKOFF));
         }
 
         let Some(s) = self.participants.get_mut(&subscriber) else {
@@ -402,15 +415,47 @@ fn sending(demands: &[Demand], targets: impl IntoIterator<Item = Option<Layer>>)
 /// be wrong on a good link. So what is sent (`sending`) is kept until the
 /// downlink shows real congestion: a queue that backs up (str0m paces at
 /// 1.1 times the estimate, so an estimate under the media rate shows there
-/// within a second or two), or an estimate under half of it.
-fn keep_budget(estimate: f64, sending: u64, backlog: bool) -> u64 {
+/// within a second or two), or an estimate far under it
+/// (`HARD_DROP_SHARE`).
+fn keep_budget(estimate: f64, sending: u64, congested: bool) -> u64 {
     let budget = estimate * KEEP_SHARE;
-    let congested = backlog || estimate < sending as f64 * HARD_DROP_SHARE;
     if congested {
         budget as u64
     } else {
         (budget as u64).max(sending)
     }
+}
+
+/// Whether a subscriber's downlink shows congestion: its queue backs up, or
+/// its estimate fell far under what it is sent.
+fn is_congested(estimate: f64, sending: u64, backlog: bool) -> bool {
+    backlog || estimate < sending as f64 * HARD_DROP_SHARE
+}
+
+/// Whether to go one step beyond the estimate now, and when the next try
+/// may come (`Subscriber::beyond_estimate`), given whether the downlink is
+/// congested, whether a step is held back, and whether the connection
+/// uses so little of its estimate that it looks application-limited.
+fn beyond_estimate(
+    (ready_at, backoff): (Option<Instant>, Duration),
+    now: Instant,
+    congested: bool,
+    held_back: bool,
+    app_limited: bool,
+) -> (bool, (Option<Instant>, Duration)) {
+    if congested {
+        let hold = (now + AFTER_CONGESTION).max(ready_at.unwrap_or(now));
+        return (false, (Some(hold), backoff));
+    }
+    if !held_back {
+        // Nothing to go to; but a hold after congestion stays.
+        let hold = ready_at.filter(|&t| t > now);
+        return (false, (hold, FIRST_BACKOFF));
+    }
+    if app_limited && ready_at.is_none_or(|t| now >= t) {
+        return (true, (Some(now + backoff), (backoff * 2).min(MAX_BACKOFF)));
+    }
+    (false, (ready_at, backoff))
 }
 
 /// The rate str0m should sustain with padding, and the rate it should
@@ -537,14 +582,63 @@ mod tests {
 
     #[test]
     fn an_estimate_sinking_without_congestion_keeps_what_is_sent() {
-        // A 1.55 Mbit/s lecture whose unpadded estimate sank to 1.3 Mbit/s.
-        assert_eq!(keep_budget(1_300_000.0, 1_550_000, false), 1_550_000);
+        let keep = |estimate, sending, backlog| {
+            keep_budget(estimate, sending, is_congested(estimate, sending, backlog))
+        };
+        // A 1.55 Mbit/s lecture whose unpadded estimate sank to 1.3 Mbit/s
+        // (GCC's 0.85 times what was acked, on a link with room).
+        assert_eq!(keep(1_300_000.0, 1_550_000, false), 1_550_000);
         // A backed-up queue is congestion: the estimate decides.
-        assert_eq!(keep_budget(1_300_000.0, 1_550_000, true), 1_235_000);
-        // So is an estimate under half of what is sent (a 250 kbit/s cap).
-        assert_eq!(keep_budget(200_000.0, 1_550_000, false), 190_000);
+        assert_eq!(keep(1_300_000.0, 1_550_000, true), 1_235_000);
+        // So is an estimate far under what is sent: a 533 kbit/s layer on a
+        // link cut to 400 kbit/s, where GCC settles at 0.85 times what
+        // arrives.
+        assert_eq!(keep(340_000.0, 533_000, false), 323_000);
+        assert_eq!(keep(200_000.0, 1_550_000, false), 190_000);
         // An estimate above what is sent is used as it is.
-        assert_eq!(keep_budget(4_000_000.0, 1_550_000, false), 3_800_000);
+        assert_eq!(keep(4_000_000.0, 1_550_000, false), 3_800_000);
+    }
+
+    #[test]
+    fn no_step_beyond_the_estimate_for_a_while_after_congestion() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let fresh = (None, FIRST_BACKOFF);
+        // Application-limited with a step held back: a try, then a wait
+        // that doubles.
+        let (go, state) = beyond_estimate(fresh, t0, false, true, true);
+        assert!(go);
+        assert_eq!(state, (Some(at(1)), FIRST_BACKOFF * 2));
+        let (go, _) = beyond_estimate(state, t0 + Duration::from_millis(500), false, true, true);
+        assert!(!go);
+        let (go, state) = beyond_estimate(state, at(1), false, true, true);
+        assert!(go);
+        assert_eq!(state, (Some(at(3)), FIRST_BACKOFF * 4));
+
+        // Congestion: no try, however small the share of the estimate used
+        // after the step down, until AFTER_CONGESTION after it ended.
+        let (go, state) = beyond_estimate(fresh, t0, true, true, true);
+        assert!(!go);
+        let (go, state) = beyond_estimate(state, at(2), true, true, true);
+        assert!(!go);
+        let ended = at(2) + AFTER_CONGESTION;
+        let (go, state) =
+            beyond_estimate(state, ended - Duration::from_millis(1), false, true, true);
+        assert!(!go);
+        // Nothing held back meanwhile does not lift the hold.
+        let (go, state) = beyond_estimate(state, at(3), false, false, true);
+        assert!(!go);
+        assert_eq!(state, (Some(ended), FIRST_BACKOFF));
+        let (go, _) = beyond_estimate(state, ended, false, true, true);
+        assert!(go);
+
+        // Not application-limited: never.
+        let (go, _) = beyond_estimate(fresh, t0, false, true, false);
+        assert!(!go);
+        // Nothing held back: nothing to try, and the wait starts over.
+        let (go, state) = beyond_estimate((Some(at(1)), MAX_BACKOFF), at(5), false, false, true);
+        assert!(!go);
+        assert_eq!(state, (None, FIRST_BACKOFF));
     }
 
     #[test]

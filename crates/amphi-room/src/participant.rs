@@ -146,6 +146,8 @@ pub(crate) struct Subscriber {
     /// When the allocator may next go one step beyond the estimate while
     /// the connection is application-limited, and the wait after that.
     pub beyond_estimate: (Option<Instant>, std::time::Duration),
+    /// When the allocator last went one step beyond the estimate.
+    pub stepped_beyond_at: Option<Instant>,
     /// Packets were written to it since the last drain (`Sfu::forwarded`).
     pub forwarded: bool,
     /// Its next offer waits for the next turn (`Sfu::negotiate`).

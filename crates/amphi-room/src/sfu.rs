@@ -433,6 +433,7 @@ impl Sfu {
                 anchored: false,
                 estimate: None,
                 beyond_estimate: (None, allocation::FIRST_BACKOFF),
+                stepped_beyond_at: None,
                 forwarded: false,
                 offer_queued: false,
             },

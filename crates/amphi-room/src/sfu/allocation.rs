@@ -49,6 +49,12 @@ const RAISE_SHARE: f64 = 0.8;
 /// the link's queue to overflow.
 const HARD_DROP_SHARE: f64 = 0.7;
 
+/// A step beyond the estimate (see `beyond_estimate`) is one GCC has not
+/// seen yet: for this long after it, only an estimate under this share of
+/// what is sent counts as congestion, and otherwise the queue judges it.
+const STEP_BEYOND_HARD_DROP_SHARE: f64 = 0.5;
+const STEP_BEYOND_JUDGED_BY_QUEUE: Duration = Duration::from_secs(5);
+
 /// Sending less than this share of the estimate, the connection is
 /// application-limited (GCC's ALR threshold): the estimate then only says
 /// what has been used, not what the link can take.
@@ -228,7 +234,11 @@ impl Sfu {
             selector.is_managed().then(|| selector.target()).flatten()
         });
         let sending = sending(demands, targets);
-        let congested = is_congested(estimate, sending, backlog);
+        let stepped_beyond = s
+            .subscriber
+            .stepped_beyond_at
+            .is_some_and(|t| now < t + STEP_BEYOND_JUDGED_BY_QUEUE);
+        let congested = is_congested(estimate, sending, backlog, stepped_beyond);
         allocator.allocate(keep_budget(estimate, sending, congested), demands, keep);
         allocator.allocate((estimate * RAISE_SHARE) as u64, demands, raise);
         // A subscriber that receives little (audio only, small tiles) gives
@@ -256,6 +266,9 @@ impl Sfu {
             return;
         };
         s.subscriber.beyond_estimate = beyond;
+        if go {
+            s.subscriber.stepped_beyond_at = Some(now);
+        }
         debug!(
             %subscriber,
             estimate = s.subscriber.estimate,
@@ -427,9 +440,15 @@ fn keep_budget(estimate: f64, sending: u64, congested: bool) -> u64 {
 }
 
 /// Whether a subscriber's downlink shows congestion: its queue backs up, or
-/// its estimate fell far under what it is sent.
-fn is_congested(estimate: f64, sending: u64, backlog: bool) -> bool {
-    backlog || estimate < sending as f64 * HARD_DROP_SHARE
+/// its estimate fell far under what it is sent (further, just after a step
+/// beyond the estimate).
+fn is_congested(estimate: f64, sending: u64, backlog: bool, stepped_beyond: bool) -> bool {
+    let share = if stepped_beyond {
+        STEP_BEYOND_HARD_DROP_SHARE
+    } else {
+        HARD_DROP_SHARE
+    };
+    backlog || estimate < sending as f64 * share
 }
 
 /// Whether to go one step beyond the estimate now, and when the next try
@@ -583,7 +602,11 @@ mod tests {
     #[test]
     fn an_estimate_sinking_without_congestion_keeps_what_is_sent() {
         let keep = |estimate, sending, backlog| {
-            keep_budget(estimate, sending, is_congested(estimate, sending, backlog))
+            keep_budget(
+                estimate,
+                sending,
+                is_congested(estimate, sending, backlog, false),
+            )
         };
         // A 1.55 Mbit/s lecture whose unpadded estimate sank to 1.3 Mbit/s
         // (GCC's 0.85 times what was acked, on a link with room).
@@ -597,6 +620,12 @@ mod tests {
         assert_eq!(keep(200_000.0, 1_550_000, false), 190_000);
         // An estimate above what is sent is used as it is.
         assert_eq!(keep(4_000_000.0, 1_550_000, false), 3_800_000);
+        // Just after a step beyond the estimate, which GCC has not seen
+        // yet, the queue judges it unless the estimate is under half.
+        assert!(!is_congested(1_000_000.0, 1_550_000, false, true));
+        assert!(is_congested(1_000_000.0, 1_550_000, false, false));
+        assert!(is_congested(700_000.0, 1_550_000, false, true));
+        assert!(is_congested(1_000_000.0, 1_550_000, true, true));
     }
 
     #[test]

@@ -196,7 +196,7 @@ shapedTest('a downlink that carries three quarters of the camera gets what fits,
   // The switch: what was sent before the server saw the congestion.
   await sleep(6_000);
   const c = await decodedVideo(A, idT);
-  t.diagnostic(`first 6 s: ${c.lost - b.lost} packets lost, ${(c.freezes - b.freezes).toFixed(2)} s frozen, now ${c.width}x${c.height}`);
+  t.diagnostic(`first 6 s: ${c.lost - b.lost} packets lost, ${(c.freezes - b.freezes).toFixed(2)} s frozen, now ${c.width}x${c.height}; ${c.nacks - b.nacks} NACKs sent`);
   // Then what the student lives with.
   await sleep(8_000);
   const d = await decodedVideo(A, idT);

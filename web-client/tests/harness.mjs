@@ -326,7 +326,7 @@ export async function decodedVideo(page, participant) {
       report.forEach((s) => {
         if (s.type === 'inbound-rtp' && s.kind === 'audio') audio += s.packetsReceived ?? 0;
         if (s.type !== 'inbound-rtp' || s.kind !== 'video' || s.trackIdentifier !== track.id) return;
-        out = { width: s.frameWidth ?? 0, height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0, bytes: s.bytesReceived ?? 0, lost: s.packetsLost ?? 0, freezes: s.totalFreezesDuration ?? 0, at: s.timestamp, port: 0 };
+        out = { width: s.frameWidth ?? 0, height: s.frameHeight ?? 0, frames: s.framesDecoded ?? 0, bytes: s.bytesReceived ?? 0, lost: s.packetsLost ?? 0, nacks: s.nackCount ?? 0, freezes: s.totalFreezesDuration ?? 0, at: s.timestamp, port: 0 };
         out.tile = Math.round(video.getBoundingClientRect().width);
         report.forEach((t) => {
           if (t.type !== 'transport' || !t.selectedCandidatePairId) return;

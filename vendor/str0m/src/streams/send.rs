@@ -39,11 +39,6 @@ pub const DEFAULT_RTX_CACHE_DURATION: Duration = Duration::from_secs(3);
 
 pub const DEFAULT_RTX_RATIO_CAP: Option<f32> = Some(0.15f32);
 
-/// How many recent resends a stream remembers, by sequence number modulo
-/// this, to answer a repeated NACK (Amphi patch). A collision only forgets
-/// one, which then is resent as before.
-const RECENT_RESENDS: usize = 64;
-
 /// A recently sampled view of an outgoing stream's send queue.
 ///
 /// str0m refreshes this information as part of its regular pacer and bandwidth-estimation
@@ -139,12 +134,6 @@ pub struct StreamTx {
 
     /// Scheduled resends due to NACK or spurious padding.
     resends: VecDeque<Resend>,
-
-    /// When each recently NACKed packet was queued for resending, at
-    /// `seq_no % RECENT_RESENDS` (Amphi patch, see `handle_nack`). Boxed:
-    /// only a NACK reads it, and inline it would spread the fields every
-    /// packet touches over more cache lines.
-    recent_resends: Box<[(SeqNo, Instant); RECENT_RESENDS]>,
 
     /// Requested padding, that has not been turned into packets yet.
     padding: usize,
@@ -388,7 +377,6 @@ impl StreamTx {
             queue_info: None,
             unpaced: None,
             resends: VecDeque::new(),
-            recent_resends: Box::new([(SeqNo::MAX, already_happened()); RECENT_RESENDS]),
             padding: 0,
             blank_packet: RtpPacket::blank(),
             rtx_cache: RtxCache::new(2000, DEFAULT_RTX_CACHE_DURATION),
@@ -1069,29 +1057,12 @@ impl StreamTx {
         let seq_no = self.rtx_cache.last_cached_seq_no()?;
         let iter = entries.flat_map(|n| n.into_iter(seq_no));
 
-        // Amphi patch: a packet resent less than a round trip ago is not
-        // resent again (libwebrtc's `RtpPacketHistory` does the same). That
-        // copy cannot have arrived yet, let alone been lost: the receiver
-        // asks again because its own NACK timer is shorter than the path's
-        // round trip, which happens when the path queues, and another copy
-        // only lengthens that queue. Until a receiver report has measured
-        // the round trip, every NACK is answered.
-        let rtt = self.stats.rtt();
-
         // Schedule all resends. They will be handled on next poll_packet
         for seq_no in iter {
             let Some(payload_size) = self.rtx_cache.cached_payload_len(seq_no) else {
                 // Packet was not available in RTX cache, it has probably expired.
                 continue;
             };
-
-            let recent = &mut self.recent_resends[(*seq_no % RECENT_RESENDS as u64) as usize];
-            let on_its_way =
-                |rtt| recent.0 == seq_no && now.saturating_duration_since(recent.1) < rtt;
-            if rtt.is_some_and(on_its_way) {
-                continue;
-            }
-            *recent = (seq_no, now);
 
             let resend = Resend {
                 seq_no,
@@ -1498,62 +1469,6 @@ mod test {
         // The five queued packets are 0, 10, 20, 30 and 40 ms old.
         assert_eq!(snapshot.packet_count, 5);
         assert_eq!(snapshot.total_queue_time(now), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn a_packet_resent_less_than_a_round_trip_ago_is_not_resent_again() {
-        let start = Instant::now();
-        let codecs = CodecConfig::new_with_defaults();
-        // A video codec with RTX: only its packets are kept for resending.
-        let pt = codecs
-            .params()
-            .iter()
-            .find(|p| p.resend().is_some())
-            .expect("a default codec with RTX")
-            .pt();
-        let exts = ExtensionMap::standard();
-        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
-        let stream =
-            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
-        let mut buf = vec![];
-        for i in 0..10_u64 {
-            let now = start + Duration::from_millis(i * 10);
-            let write = RtpWrite::new(pt, i.into(), 0, now, vec![0_u8; 1000]).nackable(true);
-            stream.write_rtp(write);
-            stream.send_queue.handle_timeout(now);
-            stream
-                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
-                .expect("a queued packet to send");
-        }
-        // Packets 3 and 4 lost: pid 3, and 4 in the bitmask.
-        let nack = || std::iter::once(NackEntry { pid: 3, blp: 0b1 });
-        let at = |millis| start + Duration::from_millis(millis);
-
-        // Before a receiver report has measured the round trip, every NACK
-        // is answered.
-        stream.handle_nack(nack(), at(100));
-        stream.handle_nack(nack(), at(101));
-        assert_eq!(stream.resends.len(), 4);
-        stream.resends.clear();
-
-        stream.stats.set_rtt(Some(Duration::from_millis(50)));
-        stream.handle_nack(nack(), at(200));
-        assert_eq!(stream.resends.len(), 2, "the first NACK is answered");
-        // The receiver asks again 30 ms later: those copies are on their way.
-        stream.handle_nack(nack(), at(230));
-        assert_eq!(
-            stream.resends.len(),
-            2,
-            "a NACK within the round trip is not"
-        );
-        // A round trip later they may have been lost too.
-        stream.handle_nack(nack(), at(250));
-        assert_eq!(stream.resends.len(), 4, "one a round trip later is");
-        // Packet 5 was never resent: a NACK for it is answered whenever.
-        stream.handle_nack(std::iter::once(NackEntry { pid: 5, blp: 0 }), at(251));
-        assert_eq!(stream.resends.len(), 5);
-        let resent: Vec<u64> = stream.resends.iter().map(|r| *r.seq_no).collect();
-        assert_eq!(resent, [3, 4, 3, 4, 5]);
     }
 
     #[test]

@@ -84,16 +84,6 @@ impl StreamTxStats {
         self.firs += 1;
     }
 
-    /// The round trip the last receiver report measured, if any.
-    pub fn rtt(&self) -> Option<Duration> {
-        self.rtt
-    }
-
-    #[cfg(test)]
-    pub fn set_rtt(&mut self, rtt: Option<Duration>) {
-        self.rtt = rtt;
-    }
-
     pub fn update_with_rr(&mut self, now: Instant, last_sent_seq_no: SeqNo, r: ReceptionReport) {
         let ntp_time = now.to_ntp_duration();
         let rtt = calculate_rtt(ntp_time, r.last_sr_delay, r.last_sr_time);

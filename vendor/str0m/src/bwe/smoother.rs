@@ -76,8 +76,14 @@ impl EstimateSmoother {
             return None;
         }
 
+        // Amphi patch: a fall is emitted as it is, not averaged. GCC lowers
+        // its estimate only for delay or loss it measured, and averaged with
+        // the 3 s before it, the estimate a sender follows stayed above what
+        // a link that just narrowed carries for a second or more (a sender
+        // using libwebrtc gets its target rate unsmoothed).
         let avg = self.total / self.estimates.len() as f64;
-        let rate: Bitrate = avg.into();
+        let latest = self.estimates.back().map_or(avg, |b| b.1.as_f64());
+        let rate: Bitrate = avg.min(latest).into();
 
         // This forces emitting if we have the first ever value, or a last
         // where the rest of the window is gone (estimates stop coming).
@@ -150,5 +156,24 @@ mod tests {
         s.record(t + Duration::from_secs(10), Bitrate::from(2_480_000.0));
         assert_eq!(s.estimates.len(), 1);
         assert_eq!(s.poll(), Some(Bitrate::from(2_480_000.0)));
+    }
+
+    /// Amphi patch: GCC's falls reach the application at once; its rises
+    /// are averaged as before.
+    #[test]
+    fn a_fall_is_emitted_at_once_and_a_rise_averaged() {
+        let mut s = EstimateSmoother::new();
+        let t = Instant::now();
+        s.record(t, Bitrate::from(2_000_000.0));
+        s.record(t + Duration::from_millis(20), Bitrate::from(2_400_000.0));
+        assert_eq!(s.poll(), Some(Bitrate::from(2_200_000.0)));
+        // Averaged, the fall would read 1.7 Mbit/s.
+        s.record(t + Duration::from_millis(30), Bitrate::from(700_000.0));
+        assert_eq!(s.poll(), Some(Bitrate::from(700_000.0)));
+        s.record(t + Duration::from_millis(40), Bitrate::from(650_000.0));
+        assert_eq!(s.poll(), Some(Bitrate::from(650_000.0)));
+        // A rise from there: the average of the window.
+        s.record(t + Duration::from_millis(50), Bitrate::from(1_600_000.0));
+        assert_eq!(s.poll(), Some(Bitrate::from(1_470_000.0)));
     }
 }

@@ -487,6 +487,23 @@ impl StreamTx {
         self.unpaced = Some(unpaced);
     }
 
+    /// Amphi patch: drops every packet written to this stream and not sent
+    /// yet, and returns the sequence number of the first of them (`None`:
+    /// nothing was waiting), so that the writer can give it to its next
+    /// packet and the receiver sees no gap. Resends already asked for stay
+    /// queued: they repair what was sent.
+    ///
+    /// A forwarding server switching a congested subscriber to another
+    /// layer drops what it queued of the old one: the new layer starts
+    /// with a keyframe that needs none of it, and on a link that cannot
+    /// carry the old layer that queue holds seconds of it.
+    ///
+    /// Write the next packet right after: the pacer sees the emptied queue
+    /// at the write's timeout, as it sees a written packet.
+    pub fn discard_queued(&mut self) -> Option<SeqNo> {
+        self.send_queue.discard()
+    }
+
     /// Write RTP packet to a send stream.
     ///
     /// The write command carries the RTP payload and optional RTP metadata.
@@ -1469,6 +1486,60 @@ mod test {
         // The five queued packets are 0, 10, 20, 30 and 40 ms old.
         assert_eq!(snapshot.packet_count, 5);
         assert_eq!(snapshot.total_queue_time(now), Duration::from_millis(100));
+    }
+
+    /// Amphi patch: what was written and not sent goes, what was sent
+    /// stays for resends, and the queue is empty for the pacer.
+    #[test]
+    fn discarding_drops_only_what_waits_and_names_its_first_number() {
+        let now = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a codec with RTX")
+            .pt();
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let stream =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        stream.set_rtx_cache(64, Duration::from_secs(3), None);
+        let mut buf = vec![];
+        assert_eq!(stream.discard_queued(), None, "nothing written");
+        for seq in 10..20_u64 {
+            stream
+                .write_rtp(RtpWrite::new(pt, seq.into(), 0, now, vec![0_u8; 1000]).nackable(true));
+        }
+        stream.send_queue.handle_timeout(now);
+        for _ in 0..3 {
+            stream
+                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                .expect("a queued packet to send");
+        }
+        assert_eq!(stream.discard_queued(), Some(13.into()));
+        assert_eq!(stream.queue_state(now).snapshot.packet_count, 0);
+        assert!(
+            stream
+                .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                .is_none(),
+            "nothing left to send"
+        );
+        assert_eq!(stream.discard_queued(), None, "nothing left to discard");
+        // What was sent can still be resent.
+        assert!(
+            stream
+                .rtx_cache
+                .get_cached_packet_by_seq_no(12.into())
+                .is_some()
+        );
+        // The next packet, numbered where the discarded ones began, goes out.
+        stream.write_rtp(RtpWrite::new(pt, 13.into(), 0, now, vec![0_u8; 1000]));
+        stream.send_queue.handle_timeout(now);
+        let sent = stream
+            .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+            .expect("the packet written after");
+        assert_eq!(sent.seq_no, 13.into());
     }
 
     #[test]

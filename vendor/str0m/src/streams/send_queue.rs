@@ -2,6 +2,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::pacer::{QueuePriority, QueueSnapshot};
+use crate::rtp_::SeqNo;
 use crate::util::not_happening;
 
 use super::RtpPacket;
@@ -120,6 +121,15 @@ impl SendQueue {
         self.queue.clear();
         self.total.clear();
         self.last_emitted = None;
+    }
+
+    /// Amphi patch: drops every queued packet, and returns the sequence
+    /// number of the first (`StreamTx::discard_queued`).
+    pub(crate) fn discard(&mut self) -> Option<SeqNo> {
+        let first = self.queue.front()?.seq_no;
+        self.queue.clear();
+        self.total.clear();
+        Some(first)
     }
 }
 

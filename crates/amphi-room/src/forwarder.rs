@@ -106,6 +106,18 @@ impl Forwarder {
         self.run = None;
     }
 
+    /// The packets numbered from `seq` on were dropped before they went out
+    /// (str0m's `StreamTx::discard_queued`): the next run, after
+    /// [`Forwarder::restart`], starts at `seq`, and the subscriber sees no
+    /// gap.
+    pub fn rewind(&mut self, seq: u64) {
+        if let Some(last) = &mut self.last_out
+            && seq <= last.seq
+        {
+            last.seq = seq.saturating_sub(1);
+        }
+    }
+
     pub fn forward(&mut self, p: IncomingPacket) -> Verdict {
         let continues = self.run.as_ref().is_some_and(|run| {
             run.ssrc == p.ssrc
@@ -321,6 +333,36 @@ mod tests {
             prev = s;
         }
         assert!(prev > 65_536);
+    }
+
+    #[test]
+    fn a_switch_after_discarded_packets_numbers_from_the_first_of_them() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(Some(VideoCodec::Vp8), 90_000);
+        let (first, ts) = sent(f.forward(packet(9, 100, 3_000, t0, true)));
+        for seq in 101..110 {
+            sent(f.forward(packet(
+                9,
+                seq,
+                3_000 + 3_000 * (seq as u32 - 100),
+                t0,
+                false,
+            )));
+        }
+        // 104-109 were still queued, and dropped.
+        f.restart();
+        f.rewind(first + 4);
+        // A rewind past what was sent changes nothing.
+        f.rewind(first + 50);
+        let t1 = t0 + Duration::from_millis(300);
+        let (seq, ts_new) = sent(f.forward(packet(5, 7_000, 0, t1, true)));
+        assert_eq!(
+            seq,
+            first + 4,
+            "the new layer takes the first dropped number"
+        );
+        // Timestamps keep moving forward from the last packet numbered.
+        assert!(ts_new.wrapping_sub(ts) > 27_000 && ts_new.wrapping_sub(ts) < u32::MAX / 2);
     }
 
     #[test]

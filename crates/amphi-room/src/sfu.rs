@@ -1261,7 +1261,7 @@ impl Sfu {
                     // reads: act on that now, not at the next tick, while
                     // the link's queue may still take what was sent.
                     if before.is_some_and(|b| estimate.as_u64() < b) {
-                        self.allocate_for(now, pid);
+                        self.reallocate(now, pid);
                     }
                 }
             }
@@ -1429,6 +1429,21 @@ impl Sfu {
                         // The new layer is another encoder: its numbering
                         // starts over from the last packet sent.
                         down.forwarder.restart();
+                        // On a backed-up link what is queued of the old
+                        // layer would hold this keyframe back for as long
+                        // (seconds, on a link that just got much slower),
+                        // and it needs none of it.
+                        if down.selector.is_congested()
+                            && let Some(first) = s
+                                .subscriber
+                                .conn
+                                .rtc
+                                .direct_api()
+                                .stream_tx_by_mid(out_mid, None)
+                                .and_then(|stream| stream.discard_queued())
+                        {
+                            down.forwarder.rewind(*first);
+                        }
                         switched = true;
                         self.stats.layer_switches += 1;
                     }

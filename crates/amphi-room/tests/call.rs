@@ -10,6 +10,7 @@ use amphi_client::protocol::{ClientMessage, LeaveReason};
 use amphi_client::{ClientOptions, Connection, MediaKind, SimulcastEncoding};
 use amphi_room::{Input, SfuEvent};
 use common::World;
+use common::options::three_layers;
 use str0m::net::{Protocol, Receive};
 
 #[test]
@@ -214,17 +215,6 @@ fn an_offer_with_more_simulcast_layers_than_the_engine_tracks_is_served() {
     let after = w.packets_from(listener, publisher, MediaKind::Audio);
     assert!(after > before + 30, "audio stopped: {before} -> {after}");
     assert_eq!(w.sfu.room_size("lecture"), 2);
-}
-
-/// Three simulcast encodings as the web client sends them, lowest first:
-/// packets of 500, 900 and 1,100 bytes tell the layers apart at the
-/// receiver.
-fn three_layers() -> Vec<SimulcastEncoding> {
-    vec![
-        SimulcastEncoding::new("q", (320, 180), 1, 500, 4),
-        SimulcastEncoding::new("h", (640, 360), 2, 900, 8),
-        SimulcastEncoding::new("f", (1280, 720), 4, 1_100, 16),
-    ]
 }
 
 #[test]

@@ -156,6 +156,39 @@ impl Sfu {
         self.allocation = scratch;
     }
 
+    /// Allocates for `subscriber` between ticks, as its downlink changed.
+    /// A layer it is now set to that its publisher stopped (nobody needed
+    /// it) is started at once: the switch waits for its first keyframe, and
+    /// the next tick's dynacast would add up to half a second to that while
+    /// the link's queue fills.
+    pub(super) fn reallocate(&mut self, now: Instant, subscriber: ParticipantId) {
+        self.allocate_for(now, subscriber);
+        if self.is_set_to_a_stopped_layer(subscriber) {
+            self.dynacast(now);
+        }
+    }
+
+    fn is_set_to_a_stopped_layer(&self, subscriber: ParticipantId) -> bool {
+        let Some(s) = self.participants.get(&subscriber) else {
+            return false;
+        };
+        s.subscriber.tracks.iter().any(|down| {
+            let Some(target) = down
+                .selector
+                .is_managed()
+                .then(|| down.selector.target())
+                .flatten()
+            else {
+                return false;
+            };
+            self.participants
+                .get(&down.publisher)
+                .and_then(|p| p.publisher.tracks.iter().find(|t| t.id == down.track))
+                .and_then(|t| t.layers.get(usize::from(target.spatial)))
+                .is_some_and(|l| !l.active_at_source)
+        })
+    }
+
     /// Allocates for every subscriber of `publisher`'s `track` (a layer of
     /// it just started or came back), and updates dynacast.
     pub(super) fn allocate_for_track(

@@ -80,6 +80,81 @@ pub struct Client {
 /// Decides whether a datagram on the wire is lost (`true`).
 pub type Loss = Box<dyn FnMut(&Transmit) -> bool>;
 
+/// A narrow link in front of one address, as a home connection is in front
+/// of a student: a token-bucket shaper (tc's `tbf`). What is sent to it
+/// leaves at `bits_per_second`, except that a link idle for a while lets up
+/// to `burst` bytes through at once; a datagram that would wait longer than
+/// `queue` is dropped (tail drop). Datagrams arrive when the link has sent
+/// them, so a delay-based estimator reads a real queue from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub bits_per_second: u64,
+    pub queue: Duration,
+    pub burst: u64,
+}
+
+pub struct Bottleneck {
+    pub to: SocketAddr,
+    pub shape: Shape,
+    /// The bucket's tokens (bytes) just after the last datagram left, and
+    /// when it left.
+    tokens: f64,
+    last: Option<Instant>,
+    held: VecDeque<(Instant, Transmit)>,
+    /// Datagrams the link delivered, and dropped because its queue was full.
+    pub carried: u64,
+    pub dropped: u64,
+    /// The longest a datagram spent in the link, its own sending included.
+    pub longest_wait: Duration,
+}
+
+impl Bottleneck {
+    /// Takes `t` in at `now`: queued behind what the link holds, or dropped.
+    fn take(&mut self, now: Instant, t: Transmit) {
+        let Shape {
+            bits_per_second,
+            queue,
+            burst,
+        } = self.shape;
+        let bytes_per_second = bits_per_second as f64 / 8.0;
+        let size = (t.contents.len() as u64 + UDP_IP_OVERHEAD) as f64;
+        // It leaves once what is ahead of it has left and the bucket holds
+        // its size.
+        let ready = self.last.filter(|&l| l > now).unwrap_or(now);
+        let tokens = self.last.map_or(burst as f64, |l| {
+            self.tokens + ready.saturating_duration_since(l).as_secs_f64() * bytes_per_second
+        });
+        let tokens = tokens.min(burst as f64);
+        let leaves = if tokens >= size {
+            ready
+        } else {
+            ready + Duration::from_secs_f64((size - tokens) / bytes_per_second)
+        };
+        if leaves - now > queue {
+            self.dropped += 1;
+            str0m::net::recycle(t.contents);
+            return;
+        }
+        self.tokens = (tokens - size).max(0.0);
+        self.last = Some(leaves);
+        self.longest_wait = self.longest_wait.max(leaves - now);
+        self.held.push_back((leaves, t));
+    }
+
+    /// What the link has delivered by `now`, oldest first.
+    fn release(&mut self, now: Instant, wire: &mut VecDeque<Transmit>) {
+        while self.held.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, t)) = self.held.pop_front() {
+                self.carried += 1;
+                wire.push_back(t);
+            }
+        }
+    }
+}
+
+/// IPv4 and UDP headers: what a link carries beyond the datagram.
+const UDP_IP_OVERHEAD: u64 = 28;
+
 pub struct World {
     pub sfu: Sfu,
     pub clients: Vec<Client>,
@@ -96,6 +171,8 @@ pub struct World {
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
+    /// Narrow links in front of some addresses (`World::narrow`).
+    pub bottlenecks: Vec<Bottleneck>,
     /// Simulated time per turn of the network: every client and the server
     /// handle their timeouts, then the datagrams of the turn are delivered.
     pub tick: Duration,
@@ -118,8 +195,8 @@ pub fn teacher() -> Permissions {
 impl World {
     pub fn new() -> World {
         // This network delivers a whole 2 ms tick at once, with no queues: a
-        // delay-based estimator reads nothing real from it. Bandwidth
-        // estimation is tested over real sockets.
+        // delay-based estimator reads nothing real from it, except through
+        // a narrow link (`World::narrow_downlink`; tests/congestion.rs).
         World::with_bandwidth_estimation(false)
     }
 
@@ -155,6 +232,7 @@ impl World {
             updates: Vec::new(),
             events: Vec::new(),
             loss: None,
+            bottlenecks: Vec::new(),
             tick: TICK,
             client_pools: PayloadPools::default(),
         }
@@ -213,6 +291,13 @@ impl World {
     /// receiver must be polled before it is given the next datagram.
     pub fn exchange(&mut self) {
         let mut wire: VecDeque<Transmit> = VecDeque::new();
+        let mut arrived = VecDeque::new();
+        for b in &mut self.bottlenecks {
+            b.release(self.now, &mut arrived);
+        }
+        while let Some(t) = arrived.pop_front() {
+            self.deliver_to_client(t, &mut wire);
+        }
         for i in 0..self.clients.len() {
             self.drain_client(i, &mut wire);
         }
@@ -238,21 +323,66 @@ impl World {
                 str0m::net::recycle(t.contents);
                 continue;
             }
-            let Some(i) = self.clients.iter().position(|c| {
-                c.online
-                    && (c.p.local_addr(Connection::Publisher) == t.destination
-                        || c.p.local_addr(Connection::Subscriber) == t.destination)
-            }) else {
+            if let Some(b) = self.bottlenecks.iter_mut().find(|b| b.to == t.destination) {
+                b.take(self.now, t);
                 continue;
-            };
-            let c = &mut self.clients[i];
-            with_payload_pools(&mut self.client_pools, || {
-                c.p.handle_datagram(self.now, t.source, t.destination, &t.contents);
-            });
-            // As the server's sender does once a datagram is out.
-            str0m::net::recycle(t.contents);
-            self.drain_client(i, &mut wire);
+            }
+            self.deliver_to_client(t, &mut wire);
         }
+    }
+
+    /// Hands `t` to the client it is for, and puts what that client sends
+    /// in answer on the wire.
+    fn deliver_to_client(&mut self, t: Transmit, wire: &mut VecDeque<Transmit>) {
+        let Some(i) = self.clients.iter().position(|c| {
+            c.online
+                && (c.p.local_addr(Connection::Publisher) == t.destination
+                    || c.p.local_addr(Connection::Subscriber) == t.destination)
+        }) else {
+            return;
+        };
+        let c = &mut self.clients[i];
+        with_payload_pools(&mut self.client_pools, || {
+            c.p.handle_datagram(self.now, t.source, t.destination, &t.contents);
+        });
+        // As the server's sender does once a datagram is out.
+        str0m::net::recycle(t.contents);
+        self.drain_client(i, wire);
+    }
+
+    /// Puts a narrow link in front of client `i`'s subscriber connection
+    /// (what the server sends it), or, with `None`, takes it away once it
+    /// has delivered what it holds.
+    pub fn narrow_downlink(&mut self, i: usize, shape: Option<Shape>) {
+        let to = self.clients[i].p.local_addr(Connection::Subscriber);
+        match (shape, self.bottlenecks.iter_mut().find(|b| b.to == to)) {
+            (Some(shape), Some(b)) => b.shape = shape,
+            (Some(shape), None) => self.bottlenecks.push(Bottleneck {
+                to,
+                shape,
+                tokens: 0.0,
+                last: None,
+                held: VecDeque::new(),
+                carried: 0,
+                dropped: 0,
+                longest_wait: Duration::ZERO,
+            }),
+            // As wide as the loopback: what it holds still leaves in order.
+            (None, Some(b)) => {
+                b.shape = Shape {
+                    bits_per_second: 100_000_000_000,
+                    queue: Duration::MAX,
+                    burst: 0,
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// The narrow link in front of client `i`'s subscriber connection.
+    pub fn downlink(&self, i: usize) -> Option<&Bottleneck> {
+        let to = self.clients[i].p.local_addr(Connection::Subscriber);
+        self.bottlenecks.iter().find(|b| b.to == to)
     }
 
     fn drain_client(&mut self, i: usize, wire: &mut VecDeque<Transmit>) {

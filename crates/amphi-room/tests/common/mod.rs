@@ -101,8 +101,7 @@ pub struct Bottleneck {
     tokens: f64,
     last: Option<Instant>,
     held: VecDeque<(Instant, Transmit)>,
-    /// Datagrams the link delivered, and dropped because its queue was full.
-    pub carried: u64,
+    /// Datagrams dropped because the link's queue was full.
     pub dropped: u64,
     /// The longest a datagram spent in the link, its own sending included.
     pub longest_wait: Duration,
@@ -145,7 +144,6 @@ impl Bottleneck {
     fn release(&mut self, now: Instant, wire: &mut VecDeque<Transmit>) {
         while self.held.front().is_some_and(|(at, _)| *at <= now) {
             if let Some((_, t)) = self.held.pop_front() {
-                self.carried += 1;
                 wire.push_back(t);
             }
         }
@@ -171,7 +169,7 @@ pub struct World {
     pub events: Vec<SfuEvent>,
     /// Loses datagrams on the wire: called for each one, `true` drops it.
     pub loss: Option<Loss>,
-    /// Narrow links in front of some addresses (`World::narrow`).
+    /// Narrow links in front of some addresses (`World::narrow_downlink`).
     pub bottlenecks: Vec<Bottleneck>,
     /// Simulated time per turn of the network: every client and the server
     /// handle their timeouts, then the datagrams of the turn are delivered.
@@ -363,7 +361,6 @@ impl World {
                 tokens: 0.0,
                 last: None,
                 held: VecDeque::new(),
-                carried: 0,
                 dropped: 0,
                 longest_wait: Duration::ZERO,
             }),

@@ -179,7 +179,7 @@ shapedTest('a capped downlink gets a lower layer, keeps decoding and hearing, an
 // back up before following a fallen estimate (two runs of twelve here and
 // one in CI: 7-20 lost, 1.9-2.5 s frozen): by then the link's queue had
 // overflowed. Here timing varies from run to run; the same cuts on a
-// simulated link, where every run is the same, are in
+// simulated link and clock, where it barely does, are in
 // crates/amphi-room/tests/congestion.rs.
 shapedTest('a downlink that carries three quarters of the camera gets what fits, without loss', 150_000, async (t, { A, idT, full }) => {
   // What the top layer costs is the fake camera's and the encoder's

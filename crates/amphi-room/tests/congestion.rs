@@ -3,9 +3,10 @@
 //! queue's delay, and the engine must move the student to a layer the link
 //! carries before that queue overflows, then back once the link widens. The
 //! browser test of the same case (web-client/tests/bandwidth.test.mjs) runs
-//! over a shaped loopback, where timing varies from run to run; here every
-//! run is the same, so a change that loses packets or reacts late on a
-//! narrowing link shows every time.
+//! over a shaped loopback, where timing varies from run to run; here the
+//! clock is simulated and runs differ by tens of milliseconds at most (the
+//! engine's and str0m's randomness), so a change that loses packets or
+//! reacts late on a narrowing link shows every time.
 
 mod common;
 

@@ -86,6 +86,12 @@ impl LayerSelector {
         self.target
     }
 
+    /// The target, once the allocator has set one (`None` before, and
+    /// while paused).
+    pub fn managed_target(&self) -> Option<Layer> {
+        self.target.filter(|_| self.managed)
+    }
+
     pub fn current(&self) -> Option<Layer> {
         self.current
     }

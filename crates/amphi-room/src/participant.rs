@@ -124,7 +124,11 @@ impl Publisher {
         self.tracks.iter_mut().find(|t| t.mid == mid)
     }
 
-    pub fn track(&mut self, id: TrackId) -> Option<&mut PublishedTrack> {
+    pub fn track(&self, id: TrackId) -> Option<&PublishedTrack> {
+        self.tracks.iter().find(|t| t.id == id)
+    }
+
+    pub fn track_mut(&mut self, id: TrackId) -> Option<&mut PublishedTrack> {
         self.tracks.iter_mut().find(|t| t.id == id)
     }
 }

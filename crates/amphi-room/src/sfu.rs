@@ -1546,7 +1546,7 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
-        let Some(t) = p.publisher.track(track) else {
+        let Some(t) = p.publisher.track_mut(track) else {
             return;
         };
         if t.kind() != amphi_protocol::MediaKind::Video {

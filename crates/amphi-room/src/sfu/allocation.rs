@@ -173,17 +173,12 @@ impl Sfu {
             return false;
         };
         s.subscriber.tracks.iter().any(|down| {
-            let Some(target) = down
-                .selector
-                .is_managed()
-                .then(|| down.selector.target())
-                .flatten()
-            else {
+            let Some(target) = down.selector.managed_target() else {
                 return false;
             };
             self.participants
                 .get(&down.publisher)
-                .and_then(|p| p.publisher.tracks.iter().find(|t| t.id == down.track))
+                .and_then(|p| p.publisher.track(down.track))
                 .and_then(|t| t.layers.get(usize::from(target.spatial)))
                 .is_some_and(|l| !l.active_at_source)
         })
@@ -237,7 +232,7 @@ impl Sfu {
             let Some(track) = self
                 .participants
                 .get(&down.publisher)
-                .and_then(|p| p.publisher.tracks.iter().find(|t| t.id == down.track))
+                .and_then(|p| p.publisher.track(down.track))
             else {
                 continue;
             };
@@ -262,10 +257,9 @@ impl Sfu {
             .tracks
             .iter()
             .any(|d| d.selector.is_congested());
-        let targets = slots.iter().map(|&slot| {
-            let selector = &s.subscriber.tracks[slot].selector;
-            selector.is_managed().then(|| selector.target()).flatten()
-        });
+        let targets = slots
+            .iter()
+            .map(|&slot| s.subscriber.tracks[slot].selector.managed_target());
         let sending = sending(demands, targets);
         let stepped_beyond = s
             .subscriber
@@ -316,11 +310,7 @@ impl Sfu {
             }
             let down = &mut s.subscriber.tracks[*slot];
             down.max_spatial = demands[k].max_spatial;
-            let now_target = if down.selector.is_managed() {
-                down.selector.target()
-            } else {
-                None
-            };
+            let now_target = down.selector.managed_target();
             // Nothing goes up while the queue backs up: a switch up starts
             // with a keyframe, which would only queue behind it.
             // (The selector's flag is refreshed at every frame start.)

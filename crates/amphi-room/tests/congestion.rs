@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use amphi_client::{ClientOptions, MediaKind, ReceivedCounters};
 use common::options::{listener, three_layers};
@@ -63,13 +63,19 @@ fn teacher_camera() -> ClientOptions {
     }
 }
 
+/// A world whose subscribers' estimators and pacers run. Arrival times are
+/// what the estimator reads: a finer clock than the default 2 ms, against
+/// 4-10 ms per datagram on the narrowed links.
+fn estimating_world() -> World {
+    let mut w = World::with_bandwidth_estimation(true);
+    w.tick = Duration::from_millis(1);
+    w
+}
+
 /// A teacher whose camera sends three layers and a student who watches it
 /// on a link with room; returns once the student receives the top layer.
 fn lecture() -> (World, usize, usize) {
-    let mut w = World::with_bandwidth_estimation(true);
-    // Arrival times are what the estimator reads: a finer clock than the
-    // default 2 ms, against 4-10 ms per datagram on the narrowed links.
-    w.tick = Duration::from_millis(1);
+    let mut w = estimating_world();
     let teacher = w.add(teacher_camera());
     let student = w.add(listener());
     w.run(Duration::from_secs(6));
@@ -81,9 +87,41 @@ fn lecture() -> (World, usize, usize) {
     (w, teacher, student)
 }
 
+/// Watches the student's video from the teacher in steps of 10 ms, and
+/// keeps the longest stretch with no video packet at all (a frozen
+/// picture).
+struct Watch {
+    teacher: usize,
+    student: usize,
+    last_video: Instant,
+    frozen: Duration,
+}
+
+impl Watch {
+    const STEP: Duration = Duration::from_millis(10);
+
+    fn new(w: &World, (teacher, student): (usize, usize)) -> Watch {
+        Watch {
+            teacher,
+            student,
+            last_video: w.now,
+            frozen: Duration::ZERO,
+        }
+    }
+
+    /// Runs one step; the layer of what came in it, if anything did.
+    fn step(&mut self, w: &mut World) -> Option<u64> {
+        let layer = layer_over(w, self.student, self.teacher, Self::STEP);
+        if layer.is_some() {
+            self.last_video = w.now;
+        }
+        self.frozen = self.frozen.max(w.now - self.last_video);
+        layer
+    }
+}
+
 /// What the student saw after a cut: how long until their video came in
-/// the layer the link carries, and the longest stretch with no video
-/// packet at all (a frozen picture), measured in steps of 10 ms.
+/// the layer the link carries, and the longest frozen stretch.
 struct Cut {
     switched: Duration,
     frozen: Duration,
@@ -108,28 +146,22 @@ fn narrow(
     expected: u64,
     then: Duration,
 ) -> Cut {
-    const STEP: Duration = Duration::from_millis(10);
     w.narrow_downlink(student, Some(shape));
     let cut = w.now;
+    let mut watch = Watch::new(w, (teacher, student));
     let mut switched = None;
-    let mut last_video = cut;
-    let mut frozen = Duration::ZERO;
     while switched.is_none_or(|at| w.now < cut + at + then) {
         assert!(
             w.now < cut + Duration::from_secs(5) || switched.is_some(),
             "the student never got the {expected}-byte layer after the cut"
         );
-        if let Some(layer) = layer_over(w, student, teacher, STEP) {
-            frozen = frozen.max(w.now - STEP - last_video);
-            last_video = w.now;
-            if layer == expected && switched.is_none() {
-                switched = Some(w.now - cut);
-            }
+        if watch.step(w) == Some(expected) && switched.is_none() {
+            switched = Some(w.now - cut);
         }
     }
     Cut {
         switched: switched.unwrap_or_default(),
-        frozen: frozen.max(w.now - last_video),
+        frozen: watch.frozen,
     }
 }
 
@@ -261,8 +293,7 @@ fn a_link_a_little_narrower_than_the_top_layer_loses_nothing() {
 /// lose nothing, and the picture must keep going.
 #[test]
 fn a_student_on_a_tight_bursty_link_from_the_start_loses_nothing() {
-    let mut w = World::with_bandwidth_estimation(true);
-    w.tick = Duration::from_millis(1);
+    let mut w = estimating_world();
     let teacher = w.add(teacher_camera());
     let student = w.add(listener());
     w.narrow_downlink(
@@ -274,14 +305,11 @@ fn a_student_on_a_tight_bursty_link_from_the_start_loses_nothing() {
     );
     w.run(Duration::from_secs(4));
     let before = video(&w, student, teacher);
-    let mut frozen = Duration::ZERO;
-    let mut since = w.now;
+    let mut watch = Watch::new(&w, (teacher, student));
     for _ in 0..2_000 {
-        if layer_over(&mut w, student, teacher, Duration::from_millis(10)).is_some() {
-            since = w.now;
-        }
-        frozen = frozen.max(w.now - since);
+        watch.step(&mut w);
     }
+    let frozen = watch.frozen;
     let link = w.downlink(student).expect("the narrow link");
     assert_eq!(link.dropped, 0, "the link's queue overflowed");
     let after = video(&w, student, teacher);
